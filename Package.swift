@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+// reencryptd: bulk re-encryption of existing S3 objects through UpdateObjectEncryption.
+// One target per concern; see README.md "Layout".
+import PackageDescription
+
+let package = Package(
+    name: "reencryptd",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "reencryptd", targets: ["reencryptd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // Thin C modules: a module map and a shim header of static inline wrappers (variadic or macro APIs).
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // Domain vocabulary shared by every layer: jobs, tasks, states, outcome classes, object references.
+        .target(name: "Domain"),
+        // The job store: a protocol, and SQLite (WAL) behind it.
+        .target(name: "JobStore", dependencies: ["Domain", "CSQLite"]),
+        // Manifest readers: S3 Batch Operations CSV and S3 Inventory reports, streamed.
+        .target(name: "Manifest", dependencies: ["Domain", "CZlib", "COpenSSL"]),
+        // Configuration: file (TOML) < environment < flags.
+        .target(name: "Config", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
+        // The command line: subcommands and wiring.
+        .target(name: "ReencryptdCLI", dependencies: [
+            "Domain", "JobStore", "Manifest", "Config",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "reencryptd", dependencies: ["ReencryptdCLI"]),
+
+        .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "Domain", "CSQLite"]),
+        .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Domain", "JobStore"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "CLITests", dependencies: ["ReencryptdCLI", "JobStore", "Domain"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

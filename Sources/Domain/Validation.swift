@@ -1,0 +1,76 @@
+/// A full KMS key ARN, checked against the service model's pattern before anything is stored:
+/// `arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key/.+` (no alias, no bare key id).
+/// https://docs.aws.amazon.com/AmazonS3/latest/API/API_SSEKMSEncryption.html
+public struct KMSKeyARN: Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: String
+    public var description: String { rawValue }
+
+    /// Throws a `InvalidInput` saying what is wrong with `string`.
+    public init(_ string: String) throws(InvalidInput) {
+        guard string.wholeMatch(of: /arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key\/.+/) != nil else {
+            var hint = ""
+            if string.contains("alias/") { hint = " (an alias is not accepted; give the key's ARN)" }
+            else if !string.hasPrefix("arn:") { hint = " (a bare key id is not accepted; give the key's full ARN)" }
+            throw InvalidInput("'\(string)' is not a KMS key ARN of the form arn:aws:kms:REGION:ACCOUNT:key/KEY-ID\(hint)")
+        }
+        rawValue = string
+    }
+
+    /// The 12-digit account that owns the key.
+    public var account: String { String(rawValue.split(separator: ":", omittingEmptySubsequences: false)[4]) }
+    /// The key's region.
+    public var region: String { String(rawValue.split(separator: ":", omittingEmptySubsequences: false)[3]) }
+}
+
+/// A 12-digit AWS account id.
+public struct AccountID: Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: String
+    public var description: String { rawValue }
+    public init(_ string: String) throws(InvalidInput) {
+        guard string.utf8.count == 12, string.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+            throw InvalidInput("'\(string)' is not a 12-digit AWS account id")
+        }
+        rawValue = string
+    }
+}
+
+/// A problem with input, phrased for the person who supplied it.
+public struct InvalidInput: Error, Sendable, Equatable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// S3's naming rules for general purpose buckets.
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+public enum BucketName {
+    /// nil when `name` is a valid bucket name, else the rule it breaks.
+    public static func problem(_ name: String) -> String? {
+        let bytes = Array(name.utf8)
+        if bytes.isEmpty { return "the bucket name is empty" }
+        if bytes.count < 3 || bytes.count > 63 { return "bucket name '\(name)' must be 3 to 63 characters long" }
+        func isLowerOrDigit(_ b: UInt8) -> Bool { (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) }
+        for b in bytes where !(isLowerOrDigit(b) || b == 0x2E || b == 0x2D) {
+            return "bucket name '\(name)' may hold only lowercase letters, digits, '.' and '-'"
+        }
+        if !isLowerOrDigit(bytes[0]) || !isLowerOrDigit(bytes[bytes.count - 1]) {
+            return "bucket name '\(name)' must begin and end with a letter or digit"
+        }
+        if name.contains("..") { return "bucket name '\(name)' must not hold two adjacent periods" }
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        if parts.count == 4, parts.allSatisfy({ !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isNumber) }) {
+            return "bucket name '\(name)' must not be formatted as an IP address"
+        }
+        for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] where name.hasPrefix(prefix) {
+            return "bucket name '\(name)' must not start with '\(prefix)'"
+        }
+        for suffix in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] where name.hasSuffix(suffix) {
+            return "bucket name '\(name)' must not end with '\(suffix)'"
+        }
+        return nil
+    }
+}
+
+/// S3 object keys are at most 1,024 bytes of UTF-8. https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html
+public enum ObjectKey {
+    public static let maxBytes = 1024
+}

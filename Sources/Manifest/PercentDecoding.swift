@@ -1,0 +1,68 @@
+import Domain
+
+/// Decoding of the URL-encoded keys in manifests.
+///
+/// S3 Inventory writes keys form-encoded (space as `+`, a literal `+` as `%2B`), and S3 Batch Operations reads
+/// inventory reports as manifests, so `+` decodes to a space here too; a literal `+` in a hand-written manifest must
+/// be written `%2B` (Python's `urllib.parse.quote` does so).
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/batch-ops-create-job.html
+public enum PercentDecoding {
+    /// The decoded UTF-8 string, or the problem with `bytes`.
+    public static func decode(_ bytes: UnsafeBufferPointer<UInt8>) -> Result<String, InvalidInput> {
+        // Fast path: nothing to decode.
+        if !bytes.contains(where: { $0 == 0x25 || $0 == 0x2B }) {
+            guard let s = String(validating: bytes, as: UTF8.self) else {
+                return .failure(InvalidInput("is not valid UTF-8"))
+            }
+            return .success(s)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == 0x25 {
+                guard i + 2 < bytes.count, let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) else {
+                    let end = min(i + 3, bytes.count)
+                    let shown = String(decoding: UnsafeBufferPointer(rebasing: bytes[i..<end]), as: UTF8.self)
+                    return .failure(InvalidInput("has bad percent-encoding '\(shown)' at byte \(i + 1) (expected % and two hex digits)"))
+                }
+                out.append(hi << 4 | lo)
+                i += 3
+            } else {
+                out.append(b == 0x2B ? 0x20 : b)
+                i += 1
+            }
+        }
+        guard let s = String(validating: out, as: UTF8.self) else {
+            return .failure(InvalidInput("is not valid UTF-8 once percent-decoded"))
+        }
+        return .success(s)
+    }
+
+    @inline(__always)
+    static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: return c - 0x30
+        case 0x41...0x46: return c - 0x41 + 10
+        case 0x61...0x66: return c - 0x61 + 10
+        default: return nil
+        }
+    }
+
+    /// Encodes a key the way manifests and Batch Operations reports carry it (the inverse of `decode`):
+    /// unreserved bytes and `/` kept, space as `+`, everything else `%XX`.
+    public static func encode(_ key: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(key.utf8.count)
+        let hex = Array("0123456789ABCDEF".utf8)
+        for b in key.utf8 {
+            switch b {
+            case 0x41...0x5A, 0x61...0x7A, 0x30...0x39, 0x2D, 0x2E, 0x5F, 0x7E, 0x2F: out.append(b)
+            case 0x20: out.append(0x2B)
+            default: out += [0x25, hex[Int(b >> 4)], hex[Int(b & 15)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
