@@ -27,6 +27,8 @@ let package = Package(
         .target(name: "JobStore", dependencies: ["Domain", "CSQLite"]),
         // Manifest readers: S3 Batch Operations CSV and S3 Inventory reports, streamed.
         .target(name: "Manifest", dependencies: ["Domain", "CZlib", "COpenSSL"]),
+        // The S3 client: SigV4 signer (pure), credentials, requests, errors and classification, libcurl transport.
+        .target(name: "S3", dependencies: ["Domain", "COpenSSL", "CZlib", "CCurl"]),
         // Configuration: file (TOML) < environment < flags.
         .target(name: "Config", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         // The command line: subcommands and wiring.
@@ -40,6 +42,7 @@ let package = Package(
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "Domain", "CSQLite"]),
         .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Domain", "JobStore"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "S3Tests", dependencies: ["S3", "Domain"], exclude: ["Fixtures"]),
         .testTarget(name: "CLITests", dependencies: ["ReencryptdCLI", "JobStore", "Domain"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,73 @@
+import Foundation
+
+/// Where requests go and how buckets are addressed.
+///
+/// AWS: virtual-hosted `bucket.s3.REGION.amazonaws.com`, except path style for bucket names with dots over https
+/// (the wildcard certificate does not cover them). Custom endpoints: path style when the host is an IP literal or
+/// `localhost`. `pathStyle` in the configuration overrides both.
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/VirtualHosting.html
+public struct S3Endpoint: Sendable, Equatable {
+    public enum PathStyle: String, Sendable { case auto, always, never }
+
+    public var scheme: String
+    /// Host for custom endpoints; nil means AWS, whose host depends on the region.
+    public var customHost: String?
+    public var port: Int?
+    public var pathStyle: PathStyle
+    /// A base path of a custom endpoint (rare; e.g. behind a proxy), without a trailing slash.
+    public var basePath: String
+
+    /// AWS itself.
+    public static func aws(pathStyle: PathStyle = .auto) -> S3Endpoint {
+        S3Endpoint(scheme: "https", customHost: nil, port: nil, pathStyle: pathStyle, basePath: "")
+    }
+
+    /// Parses a custom endpoint URL such as `http://127.0.0.1:9000`.
+    public init(url: String, pathStyle: PathStyle = .auto) throws {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+              scheme == "http" || scheme == "https", let host = components.host, !host.isEmpty else {
+            throw S3ClientError.configuration("endpoint '\(url)' is not an http:// or https:// URL with a host")
+        }
+        self.init(scheme: scheme, customHost: host, port: components.port, pathStyle: pathStyle,
+                  basePath: components.path.hasSuffix("/") ? String(components.path.dropLast()) : components.path)
+    }
+
+    public init(scheme: String, customHost: String?, port: Int?, pathStyle: PathStyle, basePath: String) {
+        self.scheme = scheme
+        self.customHost = customHost
+        self.port = port
+        self.pathStyle = pathStyle
+        self.basePath = basePath
+    }
+
+    static func isIPLiteralOrLocalhost(_ host: String) -> Bool {
+        if host == "localhost" || host.hasSuffix(".localhost") { return true }
+        if host.contains(":") || host.hasPrefix("[") { return true }  // IPv6
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
+    }
+
+    func usesPathStyle(bucket: String) -> Bool {
+        switch pathStyle {
+        case .always: return true
+        case .never: return false
+        case .auto:
+            if let host = customHost, Self.isIPLiteralOrLocalhost(host) { return true }
+            return scheme == "https" && bucket.contains(".")
+        }
+    }
+
+    /// The URL, `Host` header value and canonical URI for an object (or a bucket when `key` is empty).
+    public func address(bucket: String, key: String, region: String) -> (host: String, canonicalURI: String, urlPrefix: String) {
+        let pathStyle = usesPathStyle(bucket: bucket)
+        var host = customHost ?? "s3.\(region).amazonaws.com"
+        if !pathStyle { host = "\(bucket).\(host)" }
+        let defaultPort = scheme == "https" ? 443 : 80
+        let hostHeader = port.map { $0 == defaultPort ? host : "\(host):\($0)" } ?? host
+        let hostForURL = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        let authority = port.map { "\(hostForURL):\($0)" } ?? hostForURL
+        var path = CanonicalURI.s3(bucket: pathStyle ? bucket : nil, key: key)
+        if !basePath.isEmpty { path = basePath + path }
+        return (hostHeader, path, "\(scheme)://\(authority)")
+    }
+}

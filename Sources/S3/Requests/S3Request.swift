@@ -1,0 +1,156 @@
+import Domain
+import Foundation
+
+/// An S3 call before signing: method, object, query and headers, body.
+public struct S3Request: Sendable {
+    public var operation: String
+    public var method: String
+    public var bucket: String
+    public var key: String
+    /// Decoded query parameters; `("encryption", "")` is the bare `?encryption` flag.
+    public var query: [(name: String, value: String)]
+    /// Headers to send and sign (besides `host` and the `x-amz-*` the signer adds).
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(operation: String, method: String, bucket: String, key: String = "",
+                query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.operation = operation
+        self.method = method
+        self.bucket = bucket
+        self.key = key
+        self.query = query
+        self.headers = headers
+        self.body = body
+    }
+
+    /// UpdateObjectEncryption: `PUT /{Bucket}/{Key+}?encryption[&versionId=V]` with an `ObjectEncryption` body and the
+    /// CRC32 checksum header the service model requires (`httpChecksum.requestChecksumRequired`), as the SDKs send it.
+    /// https://docs.aws.amazon.com/AmazonS3/latest/API/API_UpdateObjectEncryption.html
+    public static func updateObjectEncryption(_ object: ObjectRef, kmsKeyARN: String, bucketKeyEnabled: Bool,
+                                              expectedBucketOwner: String? = nil, requestPayer: Bool = false) -> S3Request {
+        let xml = "<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><SSE-KMS><KMSKeyArn>"
+            + XML.escape(kmsKeyARN) + "</KMSKeyArn><BucketKeyEnabled>" + (bucketKeyEnabled ? "true" : "false")
+            + "</BucketKeyEnabled></SSE-KMS></ObjectEncryption>"
+        let body = Array(xml.utf8)
+        var query: [(name: String, value: String)] = [("encryption", "")]
+        if let version = object.versionId { query.append(("versionId", version)) }
+        var headers: [(name: String, value: String)] = [
+            ("x-amz-checksum-crc32", Crypto.base64(Crypto.crc32(body))),
+            ("x-amz-sdk-checksum-algorithm", "CRC32"),
+        ]
+        if let expectedBucketOwner { headers.append(("x-amz-expected-bucket-owner", expectedBucketOwner)) }
+        if requestPayer { headers.append(("x-amz-request-payer", "requester")) }
+        return S3Request(operation: "UpdateObjectEncryption", method: "PUT", bucket: object.bucket, key: object.key,
+                         query: query, headers: headers, body: body)
+    }
+
+    public static func headObject(_ object: ObjectRef, expectedBucketOwner: String? = nil) -> S3Request {
+        var r = S3Request(operation: "HeadObject", method: "HEAD", bucket: object.bucket, key: object.key,
+                          query: object.versionId.map { [("versionId", $0)] } ?? [])
+        if let expectedBucketOwner { r.headers.append(("x-amz-expected-bucket-owner", expectedBucketOwner)) }
+        return r
+    }
+
+    public static func getObject(bucket: String, key: String, versionId: String? = nil) -> S3Request {
+        S3Request(operation: "GetObject", method: "GET", bucket: bucket, key: key,
+                  query: versionId.map { [("versionId", $0)] } ?? [])
+    }
+
+    public static func putObject(bucket: String, key: String, body: [UInt8], contentType: String) -> S3Request {
+        S3Request(operation: "PutObject", method: "PUT", bucket: bucket, key: key,
+                  headers: [("content-type", contentType), ("content-md5", Crypto.base64(Crypto.md5(body)))], body: body)
+    }
+
+    public static func headBucket(_ bucket: String) -> S3Request {
+        S3Request(operation: "HeadBucket", method: "HEAD", bucket: bucket)
+    }
+
+    /// ListObjectsV2, one page; pass the previous page's `NextContinuationToken`.
+    public static func listObjectsV2(bucket: String, prefix: String? = nil, continuationToken: String? = nil,
+                                     maxKeys: Int = 1000) -> S3Request {
+        var query: [(name: String, value: String)] = [("list-type", "2"), ("max-keys", String(maxKeys))]
+        if let prefix { query.append(("prefix", prefix)) }
+        if let continuationToken { query.append(("continuation-token", continuationToken)) }
+        return S3Request(operation: "ListObjectsV2", method: "GET", bucket: bucket, query: query)
+    }
+
+    /// ListObjectVersions, one page; pass the previous page's `NextKeyMarker` and `NextVersionIdMarker`.
+    public static func listObjectVersions(bucket: String, prefix: String? = nil, keyMarker: String? = nil,
+                                          versionIdMarker: String? = nil, maxKeys: Int = 1000) -> S3Request {
+        var query: [(name: String, value: String)] = [("versions", ""), ("max-keys", String(maxKeys))]
+        if let prefix { query.append(("prefix", prefix)) }
+        if let keyMarker { query.append(("key-marker", keyMarker)) }
+        if let versionIdMarker { query.append(("version-id-marker", versionIdMarker)) }
+        return S3Request(operation: "ListObjectVersions", method: "GET", bucket: bucket, query: query)
+    }
+}
+
+/// A signed request ready for the transport. `description` omits the Authorization header and the token.
+public struct PreparedRequest: Sendable, CustomStringConvertible {
+    public var method: String
+    public var url: String
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public var description: String {
+        let safe = headers.filter { !["authorization", "x-amz-security-token"].contains($0.name.lowercased()) }
+        return "\(method) \(url) headers: \(safe.map { "\($0.name): \($0.value)" }.joined(separator: ", "))"
+    }
+}
+
+/// Signs `S3Request`s for an endpoint: fills `host`, `x-amz-date`, `x-amz-content-sha256`, the session token and
+/// `Authorization`, and builds the URL with the same encoding the signature covers.
+public struct S3RequestSigner: Sendable {
+    public let endpoint: S3Endpoint
+    public let userAgent: String
+
+    public init(endpoint: S3Endpoint, userAgent: String = "reencryptd/0.1") {
+        self.endpoint = endpoint
+        self.userAgent = userAgent
+    }
+
+    public func prepare(_ request: S3Request, region: String, signer: SigV4Signer, credentials: AWSCredentials,
+                        date: SigV4Date) -> PreparedRequest {
+        let (host, canonicalURI, urlPrefix) = endpoint.address(bucket: request.bucket, key: request.key, region: region)
+        let payloadHash = Crypto.sha256Hex(request.body)
+        var signed: [(name: String, value: String)] = [("host", host)]
+        signed += request.headers
+        signed.append(("x-amz-content-sha256", payloadHash))
+        signed.append(("x-amz-date", date.amzDate))
+        if let token = credentials.sessionToken { signed.append(("x-amz-security-token", token)) }
+        let signature = signer.sign(SigV4Request(method: request.method, canonicalURI: canonicalURI, query: request.query,
+                                                 headers: signed, payloadHash: payloadHash),
+                                    credentials: credentials, date: date)
+        var url = urlPrefix + canonicalURI
+        if !request.query.isEmpty {
+            url += "?" + request.query.map { q in
+                q.value.isEmpty && (q.name == "encryption" || q.name == "versions")
+                    ? URIEncoding.encode(q.name, keepSlash: false)
+                    : URIEncoding.encode(q.name, keepSlash: false) + "=" + URIEncoding.encode(q.value, keepSlash: false)
+            }.joined(separator: "&")
+        }
+        var headers = signed.filter { $0.name != "host" }
+        headers.append(("authorization", signature.authorization))
+        headers.append(("user-agent", userAgent))
+        return PreparedRequest(method: request.method, url: url, headers: headers, body: request.body)
+    }
+}
+
+enum XML {
+    static func escape(_ s: String) -> String {
+        var out = ""
+        out.reserveCapacity(s.utf8.count)
+        for c in s.unicodeScalars {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&apos;"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+}

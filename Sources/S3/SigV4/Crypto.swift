@@ -1,0 +1,62 @@
+import COpenSSL
+import CZlib
+import Foundation
+
+/// Digests the signer and the checksum header need, through OpenSSL (libssl-dev) and zlib.
+public enum Crypto {
+    public static func sha256(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        _ = reencryptd_sha256(bytes.baseAddress, bytes.count, &out)
+        return out
+    }
+
+    public static func sha256<C: ContiguousBytes>(_ bytes: C) -> [UInt8] {
+        bytes.withUnsafeBytes { sha256($0) }
+    }
+
+    public static func sha256Hex<C: ContiguousBytes>(_ bytes: C) -> String { hex(sha256(bytes)) }
+
+    public static func hmacSHA256(key: [UInt8], _ data: UnsafeRawBufferPointer) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        key.withUnsafeBytes { k in
+            _ = reencryptd_hmac_sha256(k.baseAddress, Int32(k.count), data.baseAddress, data.count, &out)
+        }
+        return out
+    }
+
+    public static func hmacSHA256<C: ContiguousBytes>(key: [UInt8], _ data: C) -> [UInt8] {
+        data.withUnsafeBytes { hmacSHA256(key: key, $0) }
+    }
+
+    public static func md5<C: ContiguousBytes>(_ bytes: C) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 16)
+        bytes.withUnsafeBytes { _ = reencryptd_md5($0.baseAddress, $0.count, &out) }
+        return out
+    }
+
+    /// CRC-32 (IEEE, as `x-amz-checksum-crc32`), big-endian bytes.
+    public static func crc32<C: ContiguousBytes>(_ bytes: C) -> [UInt8] {
+        let value = bytes.withUnsafeBytes { buf -> UInt in
+            CZlib.crc32(0, buf.baseAddress?.assumingMemoryBound(to: Bytef.self), uInt(buf.count))
+        }
+        let v = UInt32(truncatingIfNeeded: value)
+        return [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)]
+    }
+
+    public static func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    public static func hex(_ bytes: [UInt8]) -> String {
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(hexDigits[Int(b >> 4)])
+            out.append(hexDigits[Int(b & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// SHA-256 of the empty string: the payload hash of requests without a body.
+    public static let emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+}

@@ -1,0 +1,207 @@
+import Foundation
+
+/// The time a request is signed at, in SigV4's two forms. Passed in, never read from a clock here, so tests are
+/// deterministic (soto-core's signer does the same).
+public struct SigV4Date: Sendable, Equatable {
+    /// `YYYYMMDD'T'HHMMSS'Z'`, the `x-amz-date` header.
+    public let amzDate: String
+    /// `YYYYMMDD`, the credential scope's date.
+    public let day: String
+
+    public init(secondsSince1970: Int) {
+        var t = time_t(secondsSince1970)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        day = "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))"
+        amzDate = "\(day)T\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z"
+    }
+
+    public init(_ date: Date) { self.init(secondsSince1970: Int(date.timeIntervalSince1970.rounded(.down))) }
+
+    /// Parses an `x-amz-date` value; nil when malformed.
+    public init?(amzDate: String) {
+        let b = Array(amzDate.utf8)
+        guard b.count == 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z"),
+              b[0..<8].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), b[9..<15].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        self.amzDate = amzDate
+        day = String(amzDate.prefix(8))
+    }
+
+    /// Seconds since 1970 (for the server's clock-skew window).
+    public var secondsSince1970: Int? {
+        let b = Array(amzDate.utf8).map { Int($0) - 48 }
+        var parts = tm()
+        parts.tm_year = Int32(b[0] * 1000 + b[1] * 100 + b[2] * 10 + b[3] - 1900)
+        parts.tm_mon = Int32(b[4] * 10 + b[5] - 1)
+        parts.tm_mday = Int32(b[6] * 10 + b[7])
+        parts.tm_hour = Int32(b[9] * 10 + b[10])
+        parts.tm_min = Int32(b[11] * 10 + b[12])
+        parts.tm_sec = Int32(b[13] * 10 + b[14])
+        let t = timegm(&parts)
+        return t == -1 ? nil : Int(t)
+    }
+}
+
+/// What SigV4 signs of a request. Header names may be in any case; values are trimmed and folded here.
+public struct SigV4Request: Sendable {
+    public var method: String
+    /// The canonical URI, already encoded by the service's rule (`CanonicalURI.s3` or `.generic`).
+    public var canonicalURI: String
+    /// Decoded query parameters; a bare flag such as `?encryption` is `("encryption", "")`.
+    public var query: [(name: String, value: String)]
+    /// The headers to sign, `host` included.
+    public var headers: [(name: String, value: String)]
+    /// Hex SHA-256 of the body, or `UNSIGNED-PAYLOAD`.
+    public var payloadHash: String
+
+    public init(method: String, canonicalURI: String, query: [(name: String, value: String)] = [],
+                headers: [(name: String, value: String)], payloadHash: String) {
+        self.method = method
+        self.canonicalURI = canonicalURI
+        self.query = query
+        self.headers = headers
+        self.payloadHash = payloadHash
+    }
+}
+
+/// Canonical URI rules. S3 differs from every other service: the decoded key is encoded once and never normalised.
+/// https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html
+public enum CanonicalURI {
+    /// S3: `/bucket/key` (path style) or `/key` (virtual-hosted), the decoded key encoded once, `/` kept, no
+    /// `.`/`..`/`//` normalisation: `a//b` and `./x/../y` are distinct objects.
+    public static func s3(bucket: String?, key: String) -> String {
+        var out: [UInt8] = [0x2F]
+        if let bucket {
+            URIEncoding.append(bucket, keepSlash: false, to: &out)
+            if !key.isEmpty { out.append(0x2F) }
+        }
+        URIEncoding.append(key, keepSlash: true, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Other services (the generic SigV4 test suite): optionally remove dot segments and empty segments, then encode
+    /// each segment of the path as received, so an already-encoded `%20` becomes `%2520` (double encoding).
+    public static func generic(path: String, normalize: Bool) -> String {
+        var segments = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if segments.first == "" { segments.removeFirst() }
+        let trailingSlash = path.hasSuffix("/") && path != "/"
+        if normalize {
+            var kept: [String] = []
+            for s in segments {
+                switch s {
+                case "", ".": continue
+                case "..": _ = kept.popLast()
+                default: kept.append(s)
+                }
+            }
+            segments = kept
+            if trailingSlash || path.hasSuffix("/.") || path.hasSuffix("/..") { segments.append("") }
+        }
+        var out: [UInt8] = []
+        for s in segments {
+            out.append(0x2F)
+            URIEncoding.append(s, keepSlash: false, to: &out)
+        }
+        return out.isEmpty ? "/" : String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// A SigV4 signer for one service and region: no I/O, no clock (pass the date).
+/// Signing keys are derived once per day, region and access key, and cached.
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
+public final class SigV4Signer: @unchecked Sendable {
+    public let service: String
+    public let region: String
+    // Guarded by `lock`; @unchecked Sendable is sound because nothing else touches it.
+    private var keyCache: (id: String, key: [UInt8])?
+    private let lock = NSLock()
+
+    public init(service: String, region: String) {
+        self.service = service
+        self.region = region
+    }
+
+    public struct Signed: Sendable {
+        public let canonicalRequest: String
+        public let stringToSign: String
+        public let signature: String
+        public let signedHeaders: String
+        public let authorization: String
+    }
+
+    /// The canonical request and the `;`-joined signed header names.
+    public func canonicalRequest(_ r: SigV4Request) -> (text: String, signedHeaders: String) {
+        var headers: [(String, String)] = []
+        headers.reserveCapacity(r.headers.count)
+        for (name, value) in r.headers { headers.append((name.lowercased(), Self.canonicalValue(value))) }
+        headers.sort { $0.0 < $1.0 }  // stable: duplicate names keep their order, as the suite requires
+        var merged: [(String, String)] = []
+        for (name, value) in headers {
+            if let last = merged.last, last.0 == name { merged[merged.count - 1].1 += "," + value }
+            else { merged.append((name, value)) }
+        }
+        let signedHeaders = merged.map(\.0).joined(separator: ";")
+        var text = r.method + "\n" + r.canonicalURI + "\n" + Self.canonicalQuery(r.query) + "\n"
+        for (name, value) in merged { text += name + ":" + value + "\n" }
+        text += "\n" + signedHeaders + "\n" + r.payloadHash
+        return (text, signedHeaders)
+    }
+
+    static func canonicalQuery(_ query: [(name: String, value: String)]) -> String {
+        guard !query.isEmpty else { return "" }
+        let encoded = query.map { (URIEncoding.encode($0.name, keepSlash: false), URIEncoding.encode($0.value, keepSlash: false)) }
+        // Sorted by encoded name, then value, comparing bytes.
+        let sorted = encoded.sorted { a, b in
+            a.0 != b.0 ? a.0.utf8.lexicographicallyPrecedes(b.0.utf8) : a.1.utf8.lexicographicallyPrecedes(b.1.utf8)
+        }
+        return sorted.map { $0.0 + "=" + $0.1 }.joined(separator: "&")
+    }
+
+    /// Trims, and folds runs of white space (including folded header lines) into one space.
+    static func canonicalValue(_ value: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(value.utf8.count)
+        var pendingSpace = false
+        for b in value.utf8 {
+            if b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D {
+                pendingSpace = !out.isEmpty
+            } else {
+                if pendingSpace { out.append(0x20) }
+                pendingSpace = false
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public func scope(day: String) -> String { "\(day)/\(region)/\(service)/aws4_request" }
+
+    /// Signs `request` at `date`. The request's headers must already hold `x-amz-date` (and, when the credentials
+    /// have one, `x-amz-security-token`) so that they are signed.
+    public func sign(_ request: SigV4Request, credentials: AWSCredentials, date: SigV4Date) -> Signed {
+        let (canonical, signedHeaders) = canonicalRequest(request)
+        let scope = scope(day: date.day)
+        let stringToSign = "AWS4-HMAC-SHA256\n\(date.amzDate)\n\(scope)\n" + Crypto.sha256Hex(Array(canonical.utf8))
+        let key = signingKey(credentials: credentials, day: date.day)
+        let signature = Crypto.hex(Crypto.hmacSHA256(key: key, Array(stringToSign.utf8)))
+        let authorization = "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), "
+            + "SignedHeaders=\(signedHeaders), Signature=\(signature)"
+        return Signed(canonicalRequest: canonical, stringToSign: stringToSign, signature: signature,
+                      signedHeaders: signedHeaders, authorization: authorization)
+    }
+
+    /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, day), region), service), "aws4_request").
+    public func signingKey(credentials: AWSCredentials, day: String) -> [UInt8] {
+        let id = day + "\u{0}" + credentials.accessKeyID + "\u{0}" + credentials.secretAccessKey
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached = keyCache, cached.id == id { return cached.key }
+        let kDate = Crypto.hmacSHA256(key: Array(("AWS4" + credentials.secretAccessKey).utf8), Array(day.utf8))
+        let kRegion = Crypto.hmacSHA256(key: kDate, Array(region.utf8))
+        let kService = Crypto.hmacSHA256(key: kRegion, Array(service.utf8))
+        let key = Crypto.hmacSHA256(key: kService, Array("aws4_request".utf8))
+        keyCache = (id, key)
+        return key
+    }
+}

@@ -1,0 +1,61 @@
+/// SigV4's URI encoding: every byte except the unreserved `A-Z a-z 0-9 - . _ ~` as `%XX` (uppercase hex).
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
+public enum URIEncoding {
+    private static let hex = Array("0123456789ABCDEF".utf8)
+
+    @inline(__always)
+    static func isUnreserved(_ b: UInt8) -> Bool {
+        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39)
+            || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
+    }
+
+    /// Appends the encoding of `s` to `out`; `keepSlash` leaves `/` as is (paths), else it becomes `%2F` (query).
+    public static func append(_ s: some StringProtocol, keepSlash: Bool, to out: inout [UInt8]) {
+        for b in s.utf8 {
+            if isUnreserved(b) || (keepSlash && b == 0x2F) {
+                out.append(b)
+            } else {
+                out.append(0x25)
+                out.append(hex[Int(b >> 4)])
+                out.append(hex[Int(b & 0x0F)])
+            }
+        }
+    }
+
+    public static func encode(_ s: some StringProtocol, keepSlash: Bool) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count + 8)
+        append(s, keepSlash: keepSlash, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Percent-decodes `s` (as a server reads a request line); nil when an escape is malformed.
+    /// `+` stays `+`: in a path it is a literal plus, and SigV4 query strings encode spaces as `%20`.
+    public static func decode(_ s: some StringProtocol) -> String? {
+        let bytes = Array(s.utf8)
+        guard bytes.contains(0x25) else { return String(s) }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == 0x25 {
+                guard i + 2 < bytes.count, let h = hexValue(bytes[i + 1]), let l = hexValue(bytes[i + 2]) else { return nil }
+                out.append(h << 4 | l)
+                i += 3
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
+    static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: return c - 0x30
+        case 0x41...0x46: return c - 0x41 + 10
+        case 0x61...0x66: return c - 0x61 + 10
+        default: return nil
+        }
+    }
+}
