@@ -1,0 +1,93 @@
+import Domain
+
+/// What a response means for a task (PRODUCT.md §3), plus what the engine must do about retryable ones.
+public enum Classification: Sendable, Equatable {
+    case succeeded
+    /// Final: recorded with this class and never retried.
+    case terminal(OutcomeClass)
+    /// Worth another attempt after a backoff.
+    case retryable(RetryReason)
+    /// The local clock is off: correct the offset from the response's `Date` and retry.
+    case clockSkew
+    /// The bucket lives in another region: re-sign for it and retry once.
+    case wrongRegion(String?)
+    /// Temporary credentials expired: refresh them and retry.
+    case expiredCredentials
+
+    public enum RetryReason: Sendable, Equatable {
+        /// S3 throttling; `kms` when the message names AWS KMS (slow every bucket that uses that key).
+        case throttled(kms: Bool)
+        /// 5xx, timeouts, resets, a 200 carrying an error.
+        case transient
+    }
+
+    public var isThrottle: Bool {
+        if case .retryable(.throttled) = self { return true }
+        return false
+    }
+}
+
+/// Maps S3 answers to classifications. The Object Lock and KMS-key AccessDenied cases are told apart by their
+/// messages, which the UpdateObjectEncryption API page lists.
+/// Sources: https://docs.aws.amazon.com/AmazonS3/latest/API/API_UpdateObjectEncryption.html ;
+/// botocore retries/standard.py and adaptive.py (throttling codes); aws-sdk-swift AWSRetryErrorInfoProvider.swift.
+public enum Classifier {
+    /// botocore's throttling error codes.
+    static let throttlingCodes: Set<String> = [
+        "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException", "TooManyRequestsException",
+        "ProvisionedThroughputExceededException", "TransactionInProgressException", "RequestLimitExceeded",
+        "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
+        "EC2ThrottledException",
+    ]
+    static let transientCodes: Set<String> = [
+        "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException", "InternalFailure",
+        "OperationAborted",
+    ]
+    static let clockSkewCodes: Set<String> = [
+        "RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture", "InvalidSignatureException",
+    ]
+    static let notFoundCodes: Set<String> = ["NoSuchKey", "NoSuchVersion", "NoSuchBucket", "NotFound"]
+    static let credentialCodes: Set<String> = ["ExpiredToken", "TokenRefreshRequired", "ExpiredTokenException"]
+
+    public static func classify(_ error: S3Error) -> Classification {
+        let code = error.code
+        if error.status == 429 || throttlingCodes.contains(code) {
+            return .retryable(.throttled(kms: error.message.contains("AWS KMS")))
+        }
+        if clockSkewCodes.contains(code) && code != "InvalidSignatureException" { return .clockSkew }
+        if credentialCodes.contains(code) { return .expiredCredentials }
+        if code == "PermanentRedirect" || error.status == 301
+            || (code == "AuthorizationHeaderMalformed" && error.region != nil)
+            || (code == "IllegalLocationConstraintException") {
+            return .wrongRegion(error.region)
+        }
+        if notFoundCodes.contains(code) || (error.status == 404 && code.isEmpty) { return .terminal(.notFound) }
+        if code == "AccessDenied" || (error.status == 403 && code.isEmpty) {
+            return .terminal(accessDeniedClass(error.message))
+        }
+        if code == "InvalidRequest" {
+            // "…doesn't supported unencrypted source objects…", "…doesn't support source objects with the encryption
+            // type DSSE-KMS or SSE-C…": the object's current encryption, not our request, is the problem.
+            return .terminal(error.message.contains("source objects") ? .unsupportedEncryption : .invalidRequest)
+        }
+        if transientCodes.contains(code) || error.status >= 500 || error.status == 0 { return .retryable(.transient) }
+        if error.status == 403 {
+            // SignatureDoesNotMatch, InvalidAccessKeyId and the like: the caller's identity or setup is wrong.
+            return .terminal(.accessDenied)
+        }
+        return .terminal(.invalidRequest)
+    }
+
+    static func accessDeniedClass(_ message: String) -> OutcomeClass {
+        if message.contains("Object Lock") { return .objectLock }
+        // "The Amazon Web Services KMS key in the request must be owned by the same account as the bucket…",
+        // "…KMS key must be from the same organization…", "…isn't part of an organization in Organizations…".
+        if message.contains("KMS key"), message.contains("same account") || message.contains("organization") {
+            return .kmsKeyDenied
+        }
+        return .accessDenied
+    }
+
+    /// A transport failure (no HTTP response): always retryable.
+    public static func classifyTransportFailure() -> Classification { .retryable(.transient) }
+}

@@ -1,0 +1,81 @@
+import Domain
+@testable import S3
+import XCTest
+
+final class ClassificationTests: XCTestCase {
+    func classify(_ status: Int, _ code: String, _ message: String = "", region: String? = nil) -> Classification {
+        Classifier.classify(S3Error(status: status, code: code, message: message, region: region, operation: "UpdateObjectEncryption"))
+    }
+
+    /// Every message the UpdateObjectEncryption API page lists, and the class it must give.
+    func testUpdateObjectEncryptionMessagesMapToTheirOutcomeClasses() {
+        let objectLock = "The encryption type for the specified object can’t be updated because that object is protected by S3 Object Lock. If the object has a governance-mode retention period or a legal hold, you must first remove the Object Lock status on the object before you issue your UpdateObjectEncryption request. You can't use the UpdateObjectEncryption operation with objects that have an Object Lock compliance mode retention period applied to them."
+        XCTAssertEqual(classify(403, "AccessDenied", objectLock), .terminal(.objectLock))
+        for kms in [
+            "The Amazon Web Services KMS key in the request must be owned by the same account as the bucket. Modify the request to specify a KMS key from the same account, and then try again.",
+            "The bucket owner's account was approved to make UpdateObjectEncryption requests that use any Amazon Web Services KMS key in their organization, but the bucket owner's account isn't part of an organization in Organizations. Make sure that the bucket owner's account and the specified KMS key belong to the same organization, and then try again.",
+            "The specified Amazon Web Services KMS key must be from the same organization in Organizations as the bucket. Specify a KMS key that belongs to the same organization as the bucket, and then try again.",
+        ] {
+            XCTAssertEqual(classify(403, "AccessDenied", kms), .terminal(.kmsKeyDenied), kms)
+        }
+        XCTAssertEqual(classify(403, "AccessDenied", "Access Denied"), .terminal(.accessDenied))
+        XCTAssertEqual(classify(403, "", ""), .terminal(.accessDenied), "HEAD 403 has no body")
+        XCTAssertEqual(classify(400, "InvalidRequest", "The UpdateObjectEncryption operation doesn't supported unencrypted source objects. Only source objects encrypted with SSE-S3 or SSE-KMS are supported."),
+                       .terminal(.unsupportedEncryption))
+        XCTAssertEqual(classify(400, "InvalidRequest", "The UpdateObjectEncryption operation doesn't support source objects with the encryption type DSSE-KMS or SSE-C. Only source objects encrypted with SSE-S3 or SSE-KMS are supported."),
+                       .terminal(.unsupportedEncryption))
+        for invalid in [
+            "The UpdateObjectEncryption operation doesn't support updating the encryption type to DSSE-KMS or SSE-C. Modify the request to specify SSE-KMS for the updated encryption type, and then try again.",
+            "Requests that modify an object's encryption type to SSE-KMS require a valid Amazon Web Services KMS key Amazon Resource Name (ARN). Confirm that you have a correctly formatted KMS key ARN in your request, and then try again.",
+            "The BucketKeyEnabled value isn't valid. Valid values are true or false. Modify the request to specify a valid value, and then try again.",
+        ] {
+            XCTAssertEqual(classify(400, "InvalidRequest", invalid), .terminal(.invalidRequest), invalid)
+        }
+        XCTAssertEqual(classify(400, "InvalidArgument", "Invalid version id specified"), .terminal(.invalidRequest))
+        XCTAssertEqual(classify(400, "MalformedXML"), .terminal(.invalidRequest))
+        XCTAssertEqual(classify(404, "NoSuchKey"), .terminal(.notFound))
+        XCTAssertEqual(classify(404, "NoSuchVersion"), .terminal(.notFound))
+        XCTAssertEqual(classify(404, "NoSuchBucket"), .terminal(.notFound))
+        XCTAssertEqual(classify(404, ""), .terminal(.notFound))
+    }
+
+    func testThrottlingTransientSkewRegionAndCredentials() {
+        XCTAssertEqual(classify(503, "SlowDown", "Please reduce your request rate."), .retryable(.throttled(kms: false)))
+        XCTAssertEqual(classify(503, "SlowDown", "Please reduce your request rate for operations involving AWS KMS."),
+                       .retryable(.throttled(kms: true)))
+        XCTAssertEqual(classify(429, ""), .retryable(.throttled(kms: false)))
+        XCTAssertEqual(classify(400, "ThrottlingException"), .retryable(.throttled(kms: false)))
+        XCTAssertEqual(classify(500, "InternalError"), .retryable(.transient))
+        XCTAssertEqual(classify(503, "ServiceUnavailable"), .retryable(.transient))
+        XCTAssertEqual(classify(400, "RequestTimeout"), .retryable(.transient))
+        XCTAssertEqual(classify(502, ""), .retryable(.transient))
+        XCTAssertEqual(classify(403, "RequestTimeTooSkewed"), .clockSkew)
+        XCTAssertEqual(classify(301, "PermanentRedirect", region: "eu-west-1"), .wrongRegion("eu-west-1"))
+        XCTAssertEqual(classify(400, "AuthorizationHeaderMalformed", region: "ap-south-1"), .wrongRegion("ap-south-1"))
+        XCTAssertEqual(classify(400, "ExpiredToken"), .expiredCredentials)
+        XCTAssertEqual(classify(403, "SignatureDoesNotMatch"), .terminal(.accessDenied))
+    }
+
+    func testErrorDocumentIsParsedWithRequestIDsAndEntities() {
+        let body = Array("""
+            <?xml version="1.0" encoding="UTF-8"?>
+            <Error><Code>AccessDenied</Code><Message>can&apos;t &amp; won&#39;t</Message><Resource>/b/k</Resource>\
+            <RequestId>4442587FB7D0A2F9</RequestId><HostId>host-id-2</HostId></Error>
+            """.utf8)
+        let e = S3Error(status: 403, headers: [("x-amz-request-id", "ignored")], body: body, operation: "UpdateObjectEncryption",
+                        object: ObjectRef(bucket: "b-1", key: "k"))
+        XCTAssertEqual(e.code, "AccessDenied")
+        XCTAssertEqual(e.message, "can't & won't")
+        XCTAssertEqual(e.requestID, "4442587FB7D0A2F9")
+        XCTAssertEqual(e.hostID, "host-id-2")
+        XCTAssertEqual(e.description,
+                       "UpdateObjectEncryption s3://b-1/k: HTTP 403 AccessDenied: can't & won't (request id 4442587FB7D0A2F9, host id host-id-2)")
+        let head = S3Error(status: 301, headers: [("x-amz-bucket-region", "eu-central-1"), ("x-amz-request-id", "R1")], body: [],
+                           operation: "HeadObject", object: nil)
+        XCTAssertEqual(head.code, "PermanentRedirect")
+        XCTAssertEqual(head.region, "eu-central-1")
+        XCTAssertEqual(head.requestID, "R1")
+        XCTAssertTrue(S3Error.isErrorDocument(body))
+        XCTAssertFalse(S3Error.isErrorDocument([]))
+    }
+}
