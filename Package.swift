@@ -8,11 +8,13 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "reencryptd", targets: ["reencryptd"]),
+        .executable(name: "s3sim", targets: ["s3sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // Thin C modules: a module map and a shim header of static inline wrappers (variadic or macro APIs).
@@ -29,6 +31,17 @@ let package = Package(
         .target(name: "Manifest", dependencies: ["Domain", "CZlib", "COpenSSL"]),
         // The S3 client: SigV4 signer (pure), credentials, requests, errors and classification, libcurl transport.
         .target(name: "S3", dependencies: ["Domain", "COpenSSL", "CZlib", "CCurl"]),
+        // The S3 simulator: a strict local S3 on SwiftNIO for tests, the demo and benchmarks.
+        .target(name: "S3Sim", dependencies: [
+            "S3", "Domain", "Manifest", "CZlib",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
+        .executableTarget(name: "s3sim", dependencies: [
+            "S3Sim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         // Configuration: file (TOML) < environment < flags.
         .target(name: "Config", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         // The command line: subcommands and wiring.
@@ -43,6 +56,7 @@ let package = Package(
         .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Domain", "JobStore"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "S3Tests", dependencies: ["S3", "Domain"], exclude: ["Fixtures"]),
+        .testTarget(name: "S3SimTests", dependencies: ["S3Sim", "S3", "Domain"]),
         .testTarget(name: "CLITests", dependencies: ["ReencryptdCLI", "JobStore", "Domain"]),
     ],
     swiftLanguageModes: [.v6]

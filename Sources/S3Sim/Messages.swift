@@ -1,0 +1,32 @@
+/// S3's error messages, word for word, from the UpdateObjectEncryption API page
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/API_UpdateObjectEncryption.html) and the error reference
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
+enum Messages {
+    static let unencryptedSource = "The UpdateObjectEncryption operation doesn't supported unencrypted source objects. Only source objects encrypted with SSE-S3 or SSE-KMS are supported."
+    static let dsseOrSSECSource = "The UpdateObjectEncryption operation doesn't support source objects with the encryption type DSSE-KMS or SSE-C. Only source objects encrypted with SSE-S3 or SSE-KMS are supported."
+    static let dsseOrSSECTarget = "The UpdateObjectEncryption operation doesn't support updating the encryption type to DSSE-KMS or SSE-C. Modify the request to specify SSE-KMS for the updated encryption type, and then try again."
+    static let needSigV4 = "Requests that modify an object encryption configuration require Amazon Web Services Signature Version 4. Modify the request to use Amazon Web Services Signature Version 4, and then try again."
+    static let needValidType = "Requests that modify an object encryption configuration require a valid new encryption type. Valid values are SSEKMS. Modify the request to specify SSE-KMS for the updated encryption type, and then try again."
+    static let needARN = "Requests that modify an object's encryption type to SSE-KMS require an Amazon Web Services KMS key Amazon Resource Name (ARN). Modify the request to specify a KMS key ARN, and then try again."
+    static let needValidARN = "Requests that modify an object's encryption type to SSE-KMS require a valid Amazon Web Services KMS key Amazon Resource Name (ARN). Confirm that you have a correctly formatted KMS key ARN in your request, and then try again."
+    static let badBucketKey = "The BucketKeyEnabled value isn't valid. Valid values are true or false. Modify the request to specify a valid value, and then try again."
+    static let kmsSameAccount = "The Amazon Web Services KMS key in the request must be owned by the same account as the bucket. Modify the request to specify a KMS key from the same account, and then try again."
+    static let objectLock = "The encryption type for the specified object can’t be updated because that object is protected by S3 Object Lock. If the object has a governance-mode retention period or a legal hold, you must first remove the Object Lock status on the object before you issue your UpdateObjectEncryption request. You can't use the UpdateObjectEncryption operation with objects that have an Object Lock compliance mode retention period applied to them."
+    static let accessDenied = "Access Denied"
+    static let noSuchKey = "The specified key does not exist."
+    static let noSuchVersion = "The specified version does not exist."
+    static let noSuchBucket = "The specified bucket does not exist"
+    static let invalidVersion = "Invalid version id specified"
+    static let malformedXML = "The XML you provided was not well-formed or did not validate against our published schema"
+    static let slowDown = "Please reduce your request rate."
+    static let slowDownKMS = "Please reduce your request rate for operations involving AWS KMS."
+    static let internalError = "We encountered an internal error. Please try again."
+    static let signatureMismatch = "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+    static let unknownAccessKey = "The AWS Access Key Id you provided does not exist in our records."
+    static let skewed = "The difference between the request time and the current time is too large."
+    static let invalidToken = "The provided token is malformed or otherwise invalid."
+    static let contentSHAMismatch = "The provided 'x-amz-content-sha256' header does not match what was computed."
+    static let missingChecksum = "Missing required header for this request: Content-MD5 OR x-amz-checksum-*"
+    static let methodNotAllowed = "The specified method is not allowed against this resource."
+    static let unsignedHeaders = "There were headers present in the request which were not signed"
+}

@@ -1,0 +1,263 @@
+import Foundation
+import S3
+
+/// The S3 operations, as extensions of `SimService`.
+extension SimService {
+    /// UpdateObjectEncryption, with the checks in the order S3 applies them and each error of the API page.
+    /// https://docs.aws.amazon.com/AmazonS3/latest/API/API_UpdateObjectEncryption.html
+    func updateObjectEncryption(_ request: SimRequest, _ target: Target, resource: String, requestID: String) -> SimResponse {
+        func fail(_ status: Int, _ code: String, _ message: String, extra: [(String, String)] = []) -> SimResponse {
+            error(status, code, message, resource: resource, requestID: requestID, extra: extra)
+        }
+        if let problem = checksumProblem(request) { return fail(400, problem.code, problem.message) }
+        // The body: <ObjectEncryption xmlns="…"><SSE-KMS><KMSKeyArn/><BucketKeyEnabled/></SSE-KMS></ObjectEncryption>
+        let xml = String(decoding: request.body, as: UTF8.self)
+        guard xml.contains("<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"),
+              xml.contains("</ObjectEncryption>") else {
+            return fail(400, "MalformedXML", Messages.malformedXML)
+        }
+        if xml.contains("<SSE-C") || xml.contains("<DSSE-KMS") { return fail(400, "InvalidRequest", Messages.dsseOrSSECTarget) }
+        guard xml.contains("<SSE-KMS>") else { return fail(400, "InvalidRequest", Messages.needValidType) }
+        guard let arn = firstElement("KMSKeyArn", in: xml), !arn.isEmpty else { return fail(400, "InvalidRequest", Messages.needARN) }
+        guard arn.wholeMatch(of: /arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key\/.+/) != nil else {
+            return fail(400, "InvalidRequest", Messages.needValidARN)
+        }
+        var bucketKey = false
+        if let value = firstElement("BucketKeyEnabled", in: xml) {
+            switch value {
+            case "true": bucketKey = true
+            case "false": bucketKey = false
+            default: return fail(400, "InvalidRequest", Messages.badBucketKey)
+            }
+        }
+        let versionParam = target.param("versionId")
+        if let v = versionParam, v.isEmpty || v.contains(" ") { return fail(400, "InvalidArgument", Messages.invalidVersion) }
+        let expectedOwner = request.header("x-amz-expected-bucket-owner")
+        let keyAccount = arn.split(separator: ":", omittingEmptySubsequences: false)[4]
+        let now = self.now
+
+        return state.withLock { buckets, counters -> SimResponse in
+            counters.updateCalls += 1
+            guard var bucket = buckets[target.bucket] else { return fail(404, "NoSuchBucket", Messages.noSuchBucket) }
+            if let expectedOwner, expectedOwner != bucket.ownerAccount { return fail(403, "AccessDenied", Messages.accessDenied) }
+            guard var versions = bucket.objects[target.key], !versions.isEmpty else {
+                return fail(404, "NoSuchKey", Messages.noSuchKey, extra: [("Key", target.key)])
+            }
+            let index: Int
+            if let v = versionParam {
+                guard let i = versions.firstIndex(where: { $0.versionID == v }) else {
+                    return fail(404, "NoSuchVersion", Messages.noSuchVersion, extra: [("Key", target.key), ("VersionId", v)])
+                }
+                if versions[i].isDeleteMarker { return fail(405, "MethodNotAllowed", Messages.methodNotAllowed) }
+                index = i
+            } else {
+                index = versions.count - 1
+                if versions[index].isDeleteMarker {
+                    var r = fail(404, "NoSuchKey", Messages.noSuchKey, extra: [("Key", target.key)])
+                    r.headers.append(("x-amz-delete-marker", "true"))
+                    return r
+                }
+            }
+            versions[index].calls += 1
+            defer {
+                bucket.objects[target.key] = versions
+                buckets[target.bucket] = bucket
+            }
+            let version = versions[index]
+            if version.broken { return fail(500, "InternalError", Messages.internalError) }
+            if version.denyUpdate { return fail(403, "AccessDenied", Messages.accessDenied) }
+            if keyAccount != bucket.ownerAccount { return fail(403, "AccessDenied", Messages.kmsSameAccount) }
+            if version.lock.isLocked(at: now) { return fail(403, "AccessDenied", Messages.objectLock) }
+            switch version.encryption {
+            case .none: return fail(400, "InvalidRequest", Messages.unencryptedSource)
+            case .sseC, .dsseKMS: return fail(400, "InvalidRequest", Messages.dsseOrSSECSource)
+            case .sseS3, .sseKMS: break
+            }
+            versions[index].encryption = .sseKMS(keyARN: arn, bucketKey: bucketKey)
+            versions[index].updates += 1
+            counters.updateSuccesses += 1
+            if versions[index].updates > 1 { counters.duplicateUpdates += 1 }
+            var headers: [(name: String, value: String)] = []
+            if bucket.versioned { headers.append(("x-amz-version-id", version.versionID)) }
+            return SimResponse(status: 200, headers: headers, body: [])
+        }
+    }
+
+    /// `httpChecksum.requestChecksumRequired`: Content-MD5 or an x-amz-checksum-* header, checked against the body.
+    func checksumProblem(_ request: SimRequest) -> (code: String, message: String)? {
+        var found = false
+        if let md5 = request.header("content-md5") {
+            found = true
+            if md5 != Crypto.base64(Crypto.md5(request.body)) {
+                return ("BadDigest", "The Content-MD5 you specified did not match what we received.")
+            }
+        }
+        for (name, value) in request.headers {
+            let lower = name.lowercased()
+            guard lower.hasPrefix("x-amz-checksum-"), lower != "x-amz-checksum-type" else { continue }
+            found = true
+            let algorithm = lower.dropFirst("x-amz-checksum-".count)
+            let computed: String
+            switch algorithm {
+            case "crc32": computed = Crypto.base64(Crypto.crc32(request.body))
+            case "sha256": computed = Crypto.base64(Crypto.sha256(request.body))
+            case "crc32c", "crc64nvme", "sha1":
+                return ("InvalidRequest", "x-amz-checksum-\(algorithm) is not verified by this simulator; use crc32, sha256 or Content-MD5")
+            default:
+                return ("InvalidRequest", "Value for x-amz-checksum-\(algorithm) header is invalid.")
+            }
+            if value != computed {
+                return ("BadDigest", "The \(algorithm.uppercased()) you specified did not match the calculated checksum.")
+            }
+        }
+        if let algorithm = request.header("x-amz-sdk-checksum-algorithm"),
+           request.header("x-amz-checksum-\(algorithm.lowercased())") == nil {
+            return ("InvalidRequest", "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or x-amz-trailer headers were found.")
+        }
+        return found ? nil : ("InvalidRequest", Messages.missingChecksum)
+    }
+
+    func firstElement(_ tag: String, in xml: String) -> String? {
+        guard let open = xml.range(of: "<\(tag)>"), let close = xml.range(of: "</\(tag)>", range: open.upperBound..<xml.endIndex) else {
+            return nil
+        }
+        return String(xml[open.upperBound..<close.lowerBound])
+    }
+
+    func putObject(_ request: SimRequest, _ target: Target, requestID: String) -> SimResponse {
+        if let md5 = request.header("content-md5"), md5 != Crypto.base64(Crypto.md5(request.body)) {
+            return error(400, "BadDigest", "The Content-MD5 you specified did not match what we received.",
+                         resource: "/\(target.bucket)/\(target.key)", requestID: requestID)
+        }
+        let encryption: SimEncryption
+        switch request.header("x-amz-server-side-encryption") {
+        case "aws:kms": encryption = .sseKMS(keyARN: request.header("x-amz-server-side-encryption-aws-kms-key-id") ?? "",
+                                             bucketKey: request.header("x-amz-server-side-encryption-bucket-key-enabled") == "true")
+        default: encryption = .sseS3  // S3 encrypts every new object with SSE-S3 by default (since January 2023).
+        }
+        let id = state.putObject(bucket: target.bucket, key: target.key, encryption: encryption, body: request.body)
+        return SimResponse(status: 200, headers: [("ETag", "\"\(md5Hex(request.body))\""), ("x-amz-version-id", id),
+                                                  ("x-amz-server-side-encryption", encryption.headerValue ?? "AES256")], body: [])
+    }
+
+    /// HeadObject and GetObject: encryption and Object Lock headers as S3 reports them.
+    func getObject(_ request: SimRequest, _ target: Target, resource: String, requestID: String, head: Bool) -> SimResponse {
+        let versionParam = target.param("versionId")
+        guard let versions = state.snapshotVersions(bucket: target.bucket, key: target.key), !versions.isEmpty else {
+            return error(404, "NoSuchKey", Messages.noSuchKey, resource: resource, requestID: requestID, head: head,
+                         extra: [("Key", target.key)])
+        }
+        let version: SimVersion
+        if let v = versionParam {
+            guard let found = versions.first(where: { $0.versionID == v }) else {
+                return error(404, "NoSuchVersion", Messages.noSuchVersion, resource: resource, requestID: requestID, head: head)
+            }
+            version = found
+        } else {
+            version = versions[versions.count - 1]
+        }
+        if version.isDeleteMarker {
+            var r = error(404, "NoSuchKey", Messages.noSuchKey, resource: resource, requestID: requestID, head: head)
+            r.headers.append(("x-amz-delete-marker", "true"))
+            return r
+        }
+        var headers: [(name: String, value: String)] = [
+            ("ETag", version.etag), ("Last-Modified", HTTPDate.format(version.lastModified)),
+            ("x-amz-version-id", version.versionID), ("Content-Type", "binary/octet-stream"),
+        ]
+        switch version.encryption {
+        case .none: break
+        case .sseS3: headers.append(("x-amz-server-side-encryption", "AES256"))
+        case .sseKMS(let arn, let bucketKey):
+            headers.append(("x-amz-server-side-encryption", "aws:kms"))
+            headers.append(("x-amz-server-side-encryption-aws-kms-key-id", arn))
+            if bucketKey { headers.append(("x-amz-server-side-encryption-bucket-key-enabled", "true")) }
+        case .dsseKMS(let arn):
+            headers.append(("x-amz-server-side-encryption", "aws:kms:dsse"))
+            headers.append(("x-amz-server-side-encryption-aws-kms-key-id", arn))
+        case .sseC:
+            headers.append(("x-amz-server-side-encryption-customer-algorithm", "AES256"))
+        }
+        if let mode = version.lock.mode, let until = version.lock.retainUntil {
+            headers.append(("x-amz-object-lock-mode", mode.rawValue))
+            headers.append(("x-amz-object-lock-retain-until-date", ISO8601DateFormatter().string(from: until)))
+        }
+        if version.lock.legalHold { headers.append(("x-amz-object-lock-legal-hold", "ON")) }
+        return SimResponse(status: 200, headers: headers, body: head ? [] : version.body,
+                           contentLengthOverride: head ? version.body.count : nil)
+    }
+
+    func headBucket(_ target: Target) -> SimResponse {
+        SimResponse(status: 200, headers: [("x-amz-bucket-region", state.bucketRegion(target.bucket) ?? "us-east-1")], body: [],
+                    contentLengthOverride: 0)
+    }
+
+    /// ListObjectsV2: keys in UTF-8 order after the continuation token, `max-keys` a page.
+    func listObjectsV2(_ target: Target) -> SimResponse {
+        let prefix = target.param("prefix") ?? ""
+        let maxKeys = min(1000, max(1, Int(target.param("max-keys") ?? "1000") ?? 1000))
+        let after = target.param("continuation-token").flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }
+            ?? target.param("start-after") ?? ""
+        let bucket = state.snapshotBuckets[target.bucket]
+        let keys = (bucket?.objects ?? [:]).filter { $0.key.hasPrefix(prefix) && !($0.value.last?.isDeleteMarker ?? true) }
+            .keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            .filter { after.isEmpty || after.utf8.lexicographicallyPrecedes($0.utf8) }
+        let page = keys.prefix(maxKeys)
+        var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        xml += "<Name>\(xmlEscape(target.bucket))</Name><Prefix>\(xmlEscape(prefix))</Prefix><KeyCount>\(page.count)</KeyCount>"
+        xml += "<MaxKeys>\(maxKeys)</MaxKeys><IsTruncated>\(keys.count > maxKeys)</IsTruncated>"
+        if keys.count > maxKeys, let last = page.last {
+            xml += "<NextContinuationToken>\(Data(last.utf8).base64EncodedString())</NextContinuationToken>"
+        }
+        for key in page {
+            let v = bucket!.objects[key]!.last!
+            xml += "<Contents><Key>\(xmlEscape(key))</Key><LastModified>\(ISO8601DateFormatter().string(from: v.lastModified))</LastModified>"
+            xml += "<ETag>\(xmlEscape(v.etag))</ETag><Size>\(v.body.count)</Size><StorageClass>STANDARD</StorageClass></Contents>"
+        }
+        xml += "</ListBucketResult>"
+        return SimResponse(status: 200, headers: [("Content-Type", "application/xml")], body: Array(xml.utf8))
+    }
+
+    /// ListObjectVersions: (key, newest version first) order after the key and version-id markers.
+    func listObjectVersions(_ target: Target) -> SimResponse {
+        let prefix = target.param("prefix") ?? ""
+        let maxKeys = min(1000, max(1, Int(target.param("max-keys") ?? "1000") ?? 1000))
+        let keyMarker = target.param("key-marker") ?? ""
+        let versionMarker = target.param("version-id-marker") ?? ""
+        let bucket = state.snapshotBuckets[target.bucket]
+        var entries: [(key: String, version: SimVersion, latest: Bool)] = []
+        for key in (bucket?.objects.keys.filter { $0.hasPrefix(prefix) } ?? []).sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            let versions = bucket!.objects[key]!
+            for (i, v) in versions.enumerated().reversed() { entries.append((key, v, i == versions.count - 1)) }
+        }
+        if !keyMarker.isEmpty {
+            if let i = entries.firstIndex(where: { $0.key == keyMarker && $0.version.versionID == versionMarker }) {
+                entries.removeFirst(i + 1)
+            } else {
+                entries.removeAll { !keyMarker.utf8.lexicographicallyPrecedes($0.key.utf8) }
+            }
+        }
+        let page = entries.prefix(maxKeys)
+        var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListVersionsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        xml += "<Name>\(xmlEscape(target.bucket))</Name><Prefix>\(xmlEscape(prefix))</Prefix><MaxKeys>\(maxKeys)</MaxKeys>"
+        xml += "<IsTruncated>\(entries.count > maxKeys)</IsTruncated>"
+        if entries.count > maxKeys, let last = page.last {
+            xml += "<NextKeyMarker>\(xmlEscape(last.key))</NextKeyMarker><NextVersionIdMarker>\(xmlEscape(last.version.versionID))</NextVersionIdMarker>"
+        }
+        for e in page {
+            let tag = e.version.isDeleteMarker ? "DeleteMarker" : "Version"
+            xml += "<\(tag)><Key>\(xmlEscape(e.key))</Key><VersionId>\(xmlEscape(e.version.versionID))</VersionId>"
+            xml += "<IsLatest>\(e.latest)</IsLatest><LastModified>\(ISO8601DateFormatter().string(from: e.version.lastModified))</LastModified>"
+            if !e.version.isDeleteMarker { xml += "<ETag>\(xmlEscape(e.version.etag))</ETag><Size>\(e.version.body.count)</Size>" }
+            xml += "</\(tag)>"
+        }
+        xml += "</ListVersionsResult>"
+        return SimResponse(status: 200, headers: [("Content-Type", "application/xml")], body: Array(xml.utf8))
+    }
+}
+
+extension SimState {
+    func snapshotVersions(bucket: String, key: String) -> [SimVersion]? {
+        withLock { buckets, _ in buckets[bucket]?.objects[key] }
+    }
+}

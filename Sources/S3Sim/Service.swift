@@ -1,0 +1,403 @@
+import Foundation
+import NIOConcurrencyHelpers
+import S3
+
+/// A request as the server received it.
+public struct SimRequest: Sendable {
+    public var method: String
+    /// The request target as sent: raw path and query, still percent-encoded.
+    public var uri: String
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(method: String, uri: String, headers: [(name: String, value: String)], body: [UInt8]) {
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self.body = body
+    }
+
+    func header(_ name: String) -> String? {
+        headers.first { $0.name.lowercased() == name }?.value
+    }
+}
+
+public struct SimResponse: Sendable {
+    public enum Fault: Sendable, Equatable { case reset, delay(seconds: Double) }
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    /// Sent only for HEAD: the length of what GET would return.
+    public var contentLengthOverride: Int?
+    public var fault: Fault?
+}
+
+/// Who may call the simulator.
+public struct SimCredential: Sendable, Equatable {
+    public var accessKeyID: String
+    public var secretAccessKey: String
+    public var sessionToken: String?
+    public init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil) {
+        self.accessKeyID = accessKeyID
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+    }
+    /// The credentials tests and the demo use by default.
+    public static let `default` = SimCredential(accessKeyID: "AKIDSIMULATOR", secretAccessKey: "simulator/secret+key")
+}
+
+/// S3 as far as reencryptd uses it: SigV4 verification, objects with versions, encryption and Object Lock,
+/// UpdateObjectEncryption with every error of its API page, HeadObject, GetObject, PutObject, the list calls and
+/// HeadBucket, and switchable faults.
+public final class SimService: @unchecked Sendable {
+    public let state: SimState
+    public let verifySignatures: Bool
+    // Mutable settings and fault state, behind `lock`.
+    private let lock = NIOLock()
+    private var _faults = SimFaults()
+    private var credentials: [String: SimCredential] = [:]
+    private var throttle: SimTokenBucket?
+    private var kmsThrottle: SimTokenBucket?
+    private var random = SplitMix64(seed: 0x5EED)
+    private var requestCounter: UInt64 = 0
+    private var signers: [String: SigV4Signer] = [:]
+
+    public init(state: SimState, credentials: [SimCredential] = [.default], verifySignatures: Bool = true) {
+        self.state = state
+        self.verifySignatures = verifySignatures
+        for c in credentials { self.credentials[c.accessKeyID] = c }
+    }
+
+    public var faults: SimFaults {
+        get { lock.withLock { _faults } }
+        set {
+            lock.withLock {
+                let now = Self.monotonic()
+                if newValue.throttleRPS != _faults.throttleRPS { throttle = newValue.throttleRPS.map { SimTokenBucket(rate: $0, now: now) } }
+                if newValue.kmsThrottleRPS != _faults.kmsThrottleRPS {
+                    kmsThrottle = newValue.kmsThrottleRPS.map { SimTokenBucket(rate: $0, now: now) }
+                }
+                _faults = newValue
+            }
+        }
+    }
+
+    public func addCredential(_ credential: SimCredential) { lock.withLock { credentials[credential.accessKeyID] = credential } }
+
+    static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    var now: Date { Date().addingTimeInterval(lock.withLock { _faults.clockOffsetSeconds }) }
+
+    // MARK: Entry point
+
+    public func handle(_ request: SimRequest) -> SimResponse {
+        let requestID = lock.withLock { () -> String in
+            requestCounter &+= 1
+            return String(format: "%016llX", requestCounter &* 0x2545F4914F6CDD1D)
+        }
+        var response = route(request, requestID: requestID)
+        if response.fault == nil {
+            let latency = drawLatency()
+            if latency > 0 { response.fault = .delay(seconds: latency) }
+        }
+        response.headers.append(("x-amz-request-id", requestID))
+        response.headers.append(("x-amz-id-2", "sim/" + requestID))
+        response.headers.append(("Date", HTTPDate.format(now)))
+        state.count {
+            $0.requests += 1
+            $0.byStatus[String(response.status), default: 0] += 1
+        }
+        return response
+    }
+
+    struct Target {
+        var bucket: String
+        var key: String
+        var query: [(name: String, value: String)]
+        var canonicalURI: String
+        func param(_ name: String) -> String? { query.first { $0.name == name }?.value }
+        func has(_ name: String) -> Bool { query.contains { $0.name == name } }
+    }
+
+    private func route(_ request: SimRequest, requestID: String) -> SimResponse {
+        let parts = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let rawPath = String(parts[0])
+        if rawPath.hasPrefix("/_sim/") { return admin(rawPath) }
+        guard let path = URIEncoding.decode(rawPath) else {
+            return error(400, "InvalidURI", "Couldn't parse the specified URI.", resource: rawPath, requestID: requestID)
+        }
+        var query: [(name: String, value: String)] = []
+        if parts.count == 2, !parts[1].isEmpty {
+            for pair in parts[1].split(separator: "&", omittingEmptySubsequences: true) {
+                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard let name = URIEncoding.decode(kv[0]), let value = kv.count > 1 ? URIEncoding.decode(kv[1]) : "" else {
+                    return error(400, "InvalidURI", "Couldn't parse the specified URI.", resource: rawPath, requestID: requestID)
+                }
+                query.append((name, value))
+            }
+        }
+        // Virtual-hosted (Host: bucket.<endpoint>) or path style (/bucket/key).
+        var host = request.header("host") ?? ""
+        if let colon = host.lastIndex(of: ":"), !host.hasSuffix("]") { host = String(host[..<colon]) }
+        let target: Target
+        if !SimService.isIP(host), let dot = host.firstIndex(of: "."), state.bucketRegion(String(host[..<dot])) != nil {
+            let bucket = String(host[..<dot])
+            let key = path.hasPrefix("/") ? String(path.dropFirst()) : path
+            target = Target(bucket: bucket, key: key, query: query, canonicalURI: CanonicalURI.s3(bucket: nil, key: key))
+        } else {
+            let trimmed = path.hasPrefix("/") ? path.dropFirst() : Substring(path)
+            let bucket = trimmed.prefix { $0 != "/" }
+            let key = trimmed.dropFirst(bucket.count + 1)
+            target = Target(bucket: String(bucket), key: String(key), query: query,
+                            canonicalURI: CanonicalURI.s3(bucket: bucket.isEmpty ? nil : String(bucket), key: String(key)))
+        }
+        let resource = "/" + target.bucket + (target.key.isEmpty ? "" : "/" + target.key)
+        if verifySignatures, let failure = authenticate(request, target, resource: resource, requestID: requestID) {
+            return failure
+        }
+        if let fault = injectFault(request, target, resource: resource, requestID: requestID) { return fault }
+        guard !target.bucket.isEmpty else {
+            return error(501, "NotImplemented", "ListBuckets is not implemented by the simulator", resource: "/", requestID: requestID)
+        }
+        guard state.bucketRegion(target.bucket) != nil else {
+            return error(404, "NoSuchBucket", Messages.noSuchBucket, resource: resource, requestID: requestID, head: request.method == "HEAD",
+                         extra: [("BucketName", target.bucket)])
+        }
+        if target.key.isEmpty {
+            switch (request.method, target.has("versions"), target.param("list-type")) {
+            case ("HEAD", _, _): return headBucket(target)
+            case ("GET", true, _): return listObjectVersions(target)
+            case ("GET", false, "2"): return listObjectsV2(target)
+            default:
+                return error(501, "NotImplemented", "This bucket operation is not implemented by the simulator", resource: resource,
+                             requestID: requestID)
+            }
+        }
+        switch request.method {
+        case "PUT" where target.has("encryption"): return updateObjectEncryption(request, target, resource: resource, requestID: requestID)
+        case "PUT": return putObject(request, target, requestID: requestID)
+        case "HEAD": return getObject(request, target, resource: resource, requestID: requestID, head: true)
+        case "GET": return getObject(request, target, resource: resource, requestID: requestID, head: false)
+        default: return error(405, "MethodNotAllowed", Messages.methodNotAllowed, resource: resource, requestID: requestID)
+        }
+    }
+
+    static func isIP(_ host: String) -> Bool {
+        host.contains(":") || host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy { UInt8($0) != nil }
+    }
+
+    // MARK: SigV4, checked from the server's side
+
+    private func authenticate(_ request: SimRequest, _ target: Target, resource: String, requestID: String) -> SimResponse? {
+        let head = request.method == "HEAD"
+        func deny(_ status: Int, _ code: String, _ message: String, extra: [(String, String)] = []) -> SimResponse {
+            state.count { $0.signatureFailures += 1 }
+            return error(status, code, message, resource: resource, requestID: requestID, head: head, extra: extra)
+        }
+        guard let authorization = request.header("authorization") else {
+            if target.has("encryption") { return deny(400, "InvalidRequest", Messages.needSigV4) }
+            return deny(403, "AccessDenied", Messages.accessDenied)
+        }
+        guard authorization.hasPrefix("AWS4-HMAC-SHA256 "),
+              let auth = ParsedAuthorization(authorization.dropFirst("AWS4-HMAC-SHA256 ".count)) else {
+            if target.has("encryption") { return deny(400, "InvalidRequest", Messages.needSigV4) }
+            return deny(400, "AuthorizationHeaderMalformed", "The authorization header is malformed; the authorization header requires three components: Credential, SignedHeaders, and Signature.")
+        }
+        guard let credential = lock.withLock({ credentials[auth.accessKeyID] }) else {
+            return deny(403, "InvalidAccessKeyId", Messages.unknownAccessKey, extra: [("AWSAccessKeyId", auth.accessKeyID)])
+        }
+        guard let amzDateText = request.header("x-amz-date"), let amzDate = SigV4Date(amzDate: amzDateText),
+              let seconds = amzDate.secondsSince1970 else {
+            return deny(403, "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
+        }
+        let serverNow = now
+        if abs(Double(seconds) - serverNow.timeIntervalSince1970) > 15 * 60 {
+            return deny(403, "RequestTimeTooSkewed", Messages.skewed, extra: [
+                ("RequestTime", amzDateText), ("ServerTime", ISO8601DateFormatter().string(from: serverNow)),
+                ("MaxAllowedSkewMilliseconds", "900000"),
+            ])
+        }
+        if auth.day != amzDate.day || auth.service != "s3" || auth.terminator != "aws4_request" {
+            return deny(400, "AuthorizationHeaderMalformed", "The authorization header is malformed; the credential scope "
+                + "'\(auth.day)/\(auth.region)/\(auth.service)/\(auth.terminator)' does not match the request date or service.")
+        }
+        if let bucketRegion = state.bucketRegion(target.bucket), bucketRegion != auth.region {
+            state.count { $0.wrongRegion += 1 }
+            var response = error(400, "AuthorizationHeaderMalformed",
+                                 "The authorization header is malformed; the region '\(auth.region)' is wrong; expecting '\(bucketRegion)'",
+                                 resource: resource, requestID: requestID, head: head, extra: [("Region", bucketRegion)])
+            response.headers.append(("x-amz-bucket-region", bucketRegion))
+            return response
+        }
+        if let token = credential.sessionToken {
+            guard request.header("x-amz-security-token") == token else { return deny(403, "InvalidToken", Messages.invalidToken) }
+        }
+        let signed = Set(auth.signedHeaders)
+        guard signed.contains("host") else { return deny(403, "AccessDenied", Messages.unsignedHeaders) }
+        for (name, _) in request.headers where name.lowercased().hasPrefix("x-amz-") && !signed.contains(name.lowercased()) {
+            return deny(403, "AccessDenied", Messages.unsignedHeaders, extra: [("HeadersNotSigned", name.lowercased())])
+        }
+        guard let contentSHA = request.header("x-amz-content-sha256") else {
+            return deny(400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
+        }
+        if contentSHA != "UNSIGNED-PAYLOAD" && contentSHA != "STREAMING-UNSIGNED-PAYLOAD-TRAILER" {
+            if contentSHA != Crypto.sha256Hex(request.body) {
+                return deny(400, "XAmzContentSHA256Mismatch", Messages.contentSHAMismatch, extra: [
+                    ("ClientComputedContentSHA256", contentSHA), ("S3ComputedContentSHA256", Crypto.sha256Hex(request.body)),
+                ])
+            }
+        }
+        var headers: [(name: String, value: String)] = []
+        for name in auth.signedHeaders {
+            let values = request.headers.filter { $0.name.lowercased() == name }.map(\.value)
+            guard !values.isEmpty else {
+                return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch)
+            }
+            for v in values { headers.append((name, v)) }
+        }
+        let signer = lock.withLock { () -> SigV4Signer in
+            if let s = signers[auth.region] { return s }
+            let s = SigV4Signer(service: "s3", region: auth.region)
+            signers[auth.region] = s
+            return s
+        }
+        let result = signer.sign(SigV4Request(method: request.method, canonicalURI: target.canonicalURI, query: target.query,
+                                              headers: headers, payloadHash: contentSHA),
+                                 credentials: AWSCredentials(accessKeyID: credential.accessKeyID,
+                                                             secretAccessKey: credential.secretAccessKey),
+                                 date: amzDate)
+        guard result.signature == auth.signature else {
+            return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch, extra: [
+                ("AWSAccessKeyId", auth.accessKeyID), ("StringToSign", result.stringToSign),
+                ("SignatureProvided", auth.signature), ("CanonicalRequest", result.canonicalRequest),
+            ])
+        }
+        return nil
+    }
+
+    struct ParsedAuthorization {
+        var accessKeyID = "", day = "", region = "", service = "", terminator = ""
+        var signedHeaders: [String] = []
+        var signature = ""
+
+        init?(_ text: Substring) {
+            for part in text.split(separator: ",") {
+                let kv = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+                guard kv.count == 2 else { return nil }
+                switch kv[0] {
+                case "Credential":
+                    let scope = kv[1].split(separator: "/", omittingEmptySubsequences: false)
+                    guard scope.count == 5 else { return nil }
+                    (accessKeyID, day, region, service, terminator) =
+                        (String(scope[0]), String(scope[1]), String(scope[2]), String(scope[3]), String(scope[4]))
+                case "SignedHeaders": signedHeaders = kv[1].split(separator: ";").map(String.init)
+                case "Signature": signature = String(kv[1])
+                default: return nil
+                }
+            }
+            if accessKeyID.isEmpty || signedHeaders.isEmpty || signature.isEmpty { return nil }
+        }
+    }
+
+    // MARK: Faults
+
+    private func injectFault(_ request: SimRequest, _ target: Target, resource: String, requestID: String) -> SimResponse? {
+        let now = Self.monotonic()
+        let (faults, throttled, kmsThrottled, roll) = lock.withLock { () -> (SimFaults, Bool, Bool, Double) in
+            var throttled = false
+            if var bucket = throttle {
+                throttled = !bucket.take(now: now)
+                throttle = bucket
+            }
+            var kmsThrottled = false
+            if target.has("encryption"), var bucket = kmsThrottle {
+                kmsThrottled = !bucket.take(now: now)
+                kmsThrottle = bucket
+            }
+            return (_faults, throttled, kmsThrottled, Double.random(in: 0..<1, using: &random))
+        }
+        var response: SimResponse?
+        if throttled {
+            state.count { $0.throttled += 1 }
+            response = error(503, "SlowDown", Messages.slowDown, resource: resource, requestID: requestID, head: request.method == "HEAD")
+        } else if kmsThrottled {
+            state.count { $0.kmsThrottled += 1 }
+            response = error(503, "SlowDown", Messages.slowDownKMS, resource: resource, requestID: requestID)
+        } else if roll < faults.errorRate {
+            state.count { $0.injectedErrors += 1 }
+            response = error(500, "InternalError", Messages.internalError, resource: resource, requestID: requestID,
+                             head: request.method == "HEAD")
+        } else if roll < faults.errorRate + faults.resetRate {
+            state.count { $0.injectedResets += 1 }
+            return SimResponse(status: 0, headers: [], body: [], fault: .reset)
+        } else if roll < faults.errorRate + faults.resetRate + faults.slowRate {
+            state.count { $0.injectedSlow += 1 }
+            return SimResponse(status: 500, headers: [], body: [], fault: .delay(seconds: faults.slowSeconds))
+        } else if target.has("encryption"), roll < faults.errorRate + faults.resetRate + faults.slowRate + faults.errorIn200Rate {
+            state.count { $0.injectedErrorIn200 += 1 }
+            var r = error(500, "InternalError", Messages.internalError, resource: resource, requestID: requestID)
+            r.status = 200
+            response = r
+        }
+        return response
+    }
+
+    /// The configured latency, drawn for one answer; the handler holds the answer back without blocking a thread.
+    func drawLatency() -> Double {
+        lock.withLock {
+            switch _faults.latency {
+            case .none: return 0
+            case .fixed(let ms): return ms / 1000
+            case .uniform(let lo, let hi): return Double.random(in: lo...max(lo, hi), using: &random) / 1000
+            case .exponential(let mean): return -log(1 - Double.random(in: 0..<1, using: &random)) * mean / 1000
+            }
+        }
+    }
+
+    // MARK: Responses
+
+    func error(_ status: Int, _ code: String, _ message: String, resource: String, requestID: String, head: Bool = false,
+               extra: [(String, String)] = []) -> SimResponse {
+        if head {
+            // HEAD answers carry no body: only the status says what happened.
+            return SimResponse(status: status, headers: [], body: [], contentLengthOverride: 0)
+        }
+        var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>\(code)</Code><Message>\(xmlEscape(message))</Message>"
+        for (name, value) in extra { xml += "<\(name)>\(xmlEscape(value))</\(name)>" }
+        xml += "<Resource>\(xmlEscape(resource))</Resource><RequestId>\(requestID)</RequestId><HostId>sim/\(requestID)</HostId></Error>"
+        return SimResponse(status: status, headers: [("Content-Type", "application/xml")], body: Array(xml.utf8))
+    }
+
+    private func admin(_ path: String) -> SimResponse {
+        switch path {
+        case "/_sim/counters":
+            let data = (try? JSONEncoder().encode(state.snapshotCounters)) ?? Data()
+            return SimResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(data))
+        default:
+            return SimResponse(status: 404, headers: [], body: Array("unknown admin path\n".utf8))
+        }
+    }
+}
+
+func xmlEscape(_ s: String) -> String {
+    guard s.contains(where: { "&<>\"'".contains($0) }) else { return s }
+    return s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+        .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+        .replacingOccurrences(of: "'", with: "&apos;")
+}
+
+/// RFC 7231 dates for the `Date` and `Last-Modified` headers.
+enum HTTPDate {
+    static func format(_ date: Date) -> String {
+        var t = time_t(date.timeIntervalSince1970)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let n = strftime(&buffer, 64, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+        return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
