@@ -130,7 +130,8 @@ public struct S3RequestSigner: Sendable {
                     : URIEncoding.encode(q.name, keepSlash: false) + "=" + URIEncoding.encode(q.value, keepSlash: false)
             }.joined(separator: "&")
         }
-        var headers = signed.filter { $0.name != "host" }
+        // Host is sent exactly as signed (libcurl would otherwise derive its own from the URL).
+        var headers = signed.map { $0.name == "host" ? (name: "Host", value: $0.value) : $0 }
         headers.append(("authorization", signature.authorization))
         headers.append(("user-agent", userAgent))
         return PreparedRequest(method: request.method, url: url, headers: headers, body: request.body)

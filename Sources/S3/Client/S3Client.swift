@@ -1,0 +1,153 @@
+import Domain
+import Foundation
+
+/// The answer to one S3 call: the response, or an `S3Error` (S3's error, or a transport failure with status 0).
+public enum S3Result: Sendable {
+    case success(HTTPResponse)
+    case failure(S3Error)
+}
+
+/// S3 client settings.
+public struct S3ClientConfiguration: Sendable {
+    public var endpoint: S3Endpoint
+    /// Signing region until a bucket's own is learnt.
+    public var region: String
+    public var transport: TransportConfiguration
+    public var userAgent: String
+
+    public init(endpoint: S3Endpoint = .aws(), region: String = "us-east-1",
+                transport: TransportConfiguration = TransportConfiguration(), userAgent: String = "reencryptd/0.1") {
+        self.endpoint = endpoint
+        self.region = region
+        self.transport = transport
+        self.userAgent = userAgent
+    }
+}
+
+/// Signs and sends S3 calls over `CurlTransport`. Handles, once per call, what the SDKs handle: a wrong region
+/// (learnt from `x-amz-bucket-region`, 301 PermanentRedirect or 400 AuthorizationHeaderMalformed `<Region>`,
+/// cached per bucket, request re-signed), clock skew (offset from the response's `Date`), expired temporary
+/// credentials (refreshed). Everything else is returned for the caller (the engine) to classify and retry.
+/// Sources: botocore utils.py S3RegionRedirectorv2; botocore endpoint.py (clock skew).
+public final class S3Client: @unchecked Sendable {
+    public let configuration: S3ClientConfiguration
+    public let transport: CurlTransport
+    private let credentials: CredentialProvider
+    private let requestSigner: S3RequestSigner
+    // Mutable state under `lock`: region cache, clock offset, one signer per region (its key cache is per day).
+    private let lock = NSLock()
+    private var bucketRegions: [String: String] = [:]
+    private var clockOffset: Double = 0
+    private var signers: [String: SigV4Signer] = [:]
+    private let clock: @Sendable () -> Date
+
+    public init(configuration: S3ClientConfiguration, credentials: CredentialProvider,
+                clock: @escaping @Sendable () -> Date = { Date() }) throws {
+        self.configuration = configuration
+        self.credentials = credentials
+        self.clock = clock
+        requestSigner = S3RequestSigner(endpoint: configuration.endpoint, userAgent: configuration.userAgent)
+        transport = try CurlTransport(configuration: configuration.transport)
+    }
+
+    public func shutdown() { transport.shutdown() }
+
+    /// The region a bucket is known to be in (learnt from S3), if any.
+    public func knownRegion(of bucket: String) -> String? { lock.withLock { bucketRegions[bucket] } }
+    public var currentClockOffset: Double { lock.withLock { clockOffset } }
+
+    /// Sends `request`; `completion` runs once, on the transport's thread: keep it short.
+    public func send(_ request: S3Request, object: ObjectRef? = nil, completion: @escaping @Sendable (S3Result) -> Void) {
+        send(request, object: object, attempt: 0, completion: completion)
+    }
+
+    /// Sends and waits (for the command line; the engine uses the callback form).
+    public func send(_ request: S3Request, object: ObjectRef? = nil) async -> S3Result {
+        await withCheckedContinuation { continuation in
+            send(request, object: object) { continuation.resume(returning: $0) }
+        }
+    }
+
+    private func signer(for region: String) -> SigV4Signer {
+        lock.withLock {
+            if let s = signers[region] { return s }
+            let s = SigV4Signer(service: "s3", region: region)
+            signers[region] = s
+            return s
+        }
+    }
+
+    private func send(_ request: S3Request, object: ObjectRef?, attempt: Int, completion: @escaping @Sendable (S3Result) -> Void) {
+        let (region, offset) = lock.withLock { (bucketRegions[request.bucket] ?? configuration.region, clockOffset) }
+        let creds: AWSCredentials
+        do {
+            creds = try credentials.credentials()
+        } catch {
+            completion(.failure(S3Error(status: 0, code: "CredentialsUnavailable", message: "\(error)",
+                                        operation: request.operation, object: object)))
+            return
+        }
+        let prepared = requestSigner.prepare(request, region: region, signer: signer(for: region), credentials: creds,
+                                             date: SigV4Date(clock().addingTimeInterval(offset)))
+        transport.submit(prepared) { [self] result in
+            switch result {
+            case .failure(let code, let message):
+                completion(.failure(S3Error(status: 0, code: "", message: "connection failed: \(message) (curl code \(code))",
+                                            operation: request.operation, object: object)))
+            case .response(let response):
+                if (200..<300).contains(response.status) && !(response.status == 200 && S3Error.isErrorDocument(response.body)) {
+                    if let learnt = response.header("x-amz-bucket-region") { lock.withLock { bucketRegions[request.bucket] = learnt } }
+                    completion(.success(response))
+                    return
+                }
+                var error = S3Error(status: response.status, headers: response.headers, body: response.body,
+                                    operation: request.operation, object: object)
+                if response.status == 200 && error.code.isEmpty { error.code = "InternalError" }
+                guard attempt == 0 else {
+                    completion(.failure(error))
+                    return
+                }
+                switch Classifier.classify(error) {
+                case .wrongRegion(let learnt?) where learnt != region:
+                    lock.withLock { bucketRegions[request.bucket] = learnt }
+                    send(request, object: object, attempt: attempt + 1, completion: completion)
+                case .clockSkew:
+                    if let serverDate = response.header("date").flatMap(HTTPDates.parse) {
+                        lock.withLock { clockOffset = serverDate.timeIntervalSince(clock()) }
+                        send(request, object: object, attempt: attempt + 1, completion: completion)
+                    } else {
+                        completion(.failure(error))
+                    }
+                case .expiredCredentials:
+                    credentials.invalidate()
+                    send(request, object: object, attempt: attempt + 1, completion: completion)
+                default:
+                    completion(.failure(error))
+                }
+            }
+        }
+    }
+}
+
+enum HTTPDates {
+    /// RFC 7231 `Date` values, e.g. `Sun, 29 Nov 2026 13:43:36 GMT`.
+    static func parse(_ text: String) -> Date? {
+        // strptime is not exposed by Glibc's Swift overlay; the format is fixed, so split it.
+        let f = text.split(separator: " ")
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        guard f.count == 6, let day = Int32(f[1]), let month = months.firstIndex(of: String(f[2])), let year = Int32(f[3]) else {
+            return nil
+        }
+        let hms = f[4].split(separator: ":").compactMap { Int32($0) }
+        guard hms.count == 3 else { return nil }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = Int32(month)
+        parts.tm_mday = day
+        parts.tm_hour = hms[0]
+        parts.tm_min = hms[1]
+        parts.tm_sec = hms[2]
+        let t = timegm(&parts)
+        return t == -1 ? nil : Date(timeIntervalSince1970: Double(t))
+    }
+}
