@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Domain", "JobStore"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "S3Tests", dependencies: ["S3", "Domain"], exclude: ["Fixtures"]),
-        .testTarget(name: "S3SimTests", dependencies: ["S3Sim", "S3", "Domain"]),
+        .testTarget(name: "S3SimTests", dependencies: ["S3Sim", "S3", "Domain"], exclude: ["Fixtures"]),
         .testTarget(name: "CLITests", dependencies: ["ReencryptdCLI", "JobStore", "Domain"]),
     ],
     swiftLanguageModes: [.v6]
