@@ -1,0 +1,205 @@
+import Foundation
+
+/// A source in the chain. Returns nil when it is not configured (the chain moves on); throws when it is configured
+/// but fails (the chain stops, as the SDKs do, so a broken role is not silently replaced by another identity).
+protocol CredentialSource: Sendable {
+    var name: String { get }
+    func fetch() throws -> AWSCredentials?
+}
+
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
+struct EnvironmentCredentials: CredentialSource {
+    let environment: [String: String]
+    var name: String { "environment" }
+
+    func fetch() throws -> AWSCredentials? {
+        guard let id = environment["AWS_ACCESS_KEY_ID"], !id.isEmpty else { return nil }
+        guard let secret = environment["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty else {
+            throw S3ClientError.credentials("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not")
+        }
+        let token = environment["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: token)
+    }
+}
+
+/// The shared files: `~/.aws/credentials` and `~/.aws/config` (or `AWS_SHARED_CREDENTIALS_FILE`, `AWS_CONFIG_FILE`),
+/// static keys per profile, and `role_arn` with `source_profile` through STS AssumeRole.
+/// https://docs.aws.amazon.com/sdkref/latest/guide/file-format.html
+struct SharedFileCredentials: CredentialSource {
+    let environment: [String: String]
+    let profile: String
+    let sts: STSClient
+    var name: String { "shared config files (profile \(profile))" }
+
+    var home: String { environment["HOME"] ?? NSHomeDirectory() }
+    var credentialsPath: String { environment["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(home)/.aws/credentials" }
+    var configPath: String { environment["AWS_CONFIG_FILE"] ?? "\(home)/.aws/config" }
+
+    func fetch() throws -> AWSCredentials? {
+        let credentials = (try? String(contentsOfFile: credentialsPath, encoding: .utf8)).map { INI.parse($0) } ?? [:]
+        let config = (try? String(contentsOfFile: configPath, encoding: .utf8)).map { INI.parse($0) } ?? [:]
+        return try resolve(profile, credentials: credentials, config: config, depth: 0)
+    }
+
+    private func settings(_ profile: String, _ credentials: [String: [String: String]], _ config: [String: [String: String]]) -> [String: String]? {
+        // In the config file, profiles other than default are written [profile NAME]; credentials file wins per key.
+        let fromConfig = config[profile == "default" ? "default" : "profile \(profile)"] ?? config[profile]
+        let fromCredentials = credentials[profile]
+        if fromConfig == nil && fromCredentials == nil { return nil }
+        return (fromConfig ?? [:]).merging(fromCredentials ?? [:]) { _, new in new }
+    }
+
+    private func resolve(_ profile: String, credentials: [String: [String: String]], config: [String: [String: String]],
+                         depth: Int) throws -> AWSCredentials? {
+        guard depth < 5 else { throw S3ClientError.credentials("profile \(profile): source_profile chain is too long or circular") }
+        guard let s = settings(profile, credentials, config) else {
+            if depth == 0 && profile == "default" { return nil }
+            throw S3ClientError.credentials("profile '\(profile)' is not in \(credentialsPath) or \(configPath)")
+        }
+        if let roleARN = s["role_arn"] {
+            guard let source = s["source_profile"] else {
+                throw S3ClientError.credentials("profile \(profile): role_arn needs source_profile (credential_source is not supported)")
+            }
+            guard let base = try resolve(source, credentials: credentials, config: config, depth: depth + 1) else {
+                throw S3ClientError.credentials("profile \(profile): source_profile '\(source)' has no credentials")
+            }
+            let session = s["role_session_name"] ?? "reencryptd-\(Int(Date().timeIntervalSince1970))"
+            return try sts.assumeRole(roleARN: roleARN, sessionName: session, externalID: s["external_id"],
+                                      credentials: base, region: s["region"] ?? environment["AWS_REGION"] ?? "us-east-1")
+        }
+        guard let id = s["aws_access_key_id"], let secret = s["aws_secret_access_key"] else {
+            if depth == 0 && profile == "default" && s.isEmpty { return nil }
+            return nil
+        }
+        return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: s["aws_session_token"])
+    }
+}
+
+/// `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` (+ `AWS_ROLE_SESSION_NAME`): STS AssumeRoleWithWebIdentity (EKS IRSA).
+struct WebIdentityCredentials: CredentialSource {
+    let environment: [String: String]
+    let sts: STSClient
+    var name: String { "web identity" }
+
+    func fetch() throws -> AWSCredentials? {
+        guard let tokenFile = environment["AWS_WEB_IDENTITY_TOKEN_FILE"], !tokenFile.isEmpty,
+              let role = environment["AWS_ROLE_ARN"], !role.isEmpty else { return nil }
+        guard let token = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+            throw S3ClientError.credentials("cannot read AWS_WEB_IDENTITY_TOKEN_FILE \(tokenFile)")
+        }
+        let session = environment["AWS_ROLE_SESSION_NAME"] ?? "reencryptd-\(Int(Date().timeIntervalSince1970))"
+        return try sts.assumeRoleWithWebIdentity(roleARN: role, sessionName: session,
+                                                 token: token.trimmingCharacters(in: .whitespacesAndNewlines),
+                                                 region: environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"] ?? "us-east-1")
+    }
+}
+
+/// The ECS/EKS container endpoint: `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` on 169.254.170.2, or
+/// `AWS_CONTAINER_CREDENTIALS_FULL_URI`, with `AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE)`.
+/// https://docs.aws.amazon.com/sdkref/latest/guide/feature-container-credentials.html
+struct ContainerCredentials: CredentialSource {
+    let environment: [String: String]
+    let http: BlockingHTTP
+    var name: String { "container endpoint" }
+
+    func fetch() throws -> AWSCredentials? {
+        let url: String
+        if let relative = environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"], !relative.isEmpty {
+            url = "http://169.254.170.2" + relative
+        } else if let full = environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"], !full.isEmpty {
+            url = full
+        } else {
+            return nil
+        }
+        var headers: [(name: String, value: String)] = []
+        if let file = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"], !file.isEmpty {
+            guard let token = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw S3ClientError.credentials("cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE \(file)")
+            }
+            headers.append(("Authorization", token.trimmingCharacters(in: .whitespacesAndNewlines)))
+        } else if let token = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN"], !token.isEmpty {
+            headers.append(("Authorization", token))
+        }
+        let response = try http.send(method: "GET", url: url, headers: headers, what: "container credentials endpoint")
+        return try JSONCredentials.parse(response.body, source: "container credentials endpoint")
+    }
+}
+
+/// EC2 instance metadata, IMDSv2 only: a session token by PUT, then the role's credentials.
+/// `AWS_EC2_METADATA_SERVICE_ENDPOINT` overrides the address; `AWS_EC2_METADATA_DISABLED=true` turns it off.
+/// https://docs.aws.amazon.com/sdkref/latest/guide/feature-imds-credentials.html
+struct InstanceMetadataCredentials: CredentialSource {
+    let environment: [String: String]
+    let http: BlockingHTTP
+    var name: String { "EC2 instance metadata" }
+
+    func fetch() throws -> AWSCredentials? {
+        if environment["AWS_EC2_METADATA_DISABLED"]?.lowercased() == "true" { return nil }
+        var base = environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] ?? "http://169.254.169.254"
+        while base.hasSuffix("/") { base.removeLast() }
+        let token: HTTPResponse
+        do {
+            token = try http.send(method: "PUT", url: base + "/latest/api/token",
+                                  headers: [("x-aws-ec2-metadata-token-ttl-seconds", "21600")], what: "instance metadata")
+        } catch {
+            return nil  // not on EC2 (or IMDS unreachable): the chain has nothing more to try
+        }
+        let auth: [(name: String, value: String)] = [("x-aws-ec2-metadata-token", String(decoding: token.body, as: UTF8.self))]
+        let roles = try http.send(method: "GET", url: base + "/latest/meta-data/iam/security-credentials/", headers: auth,
+                                  what: "instance metadata")
+        guard let role = String(decoding: roles.body, as: UTF8.self).split(separator: "\n").first.map(String.init), !role.isEmpty else {
+            throw S3ClientError.credentials("the instance has no IAM role attached")
+        }
+        let creds = try http.send(method: "GET", url: base + "/latest/meta-data/iam/security-credentials/" + role, headers: auth,
+                                  what: "instance metadata")
+        return try JSONCredentials.parse(creds.body, source: "instance metadata role \(role)")
+    }
+}
+
+enum JSONCredentials {
+    /// `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}` as the container endpoint and IMDS return them.
+    static func parse(_ body: [UInt8], source: String) throws -> AWSCredentials {
+        struct Payload: Decodable {
+            let AccessKeyId: String
+            let SecretAccessKey: String
+            let Token: String?
+            let Expiration: String?
+        }
+        guard let p = try? JSONDecoder().decode(Payload.self, from: Data(body)) else {
+            throw S3ClientError.credentials("\(source) returned no credentials")
+        }
+        return AWSCredentials(accessKeyID: p.AccessKeyId, secretAccessKey: p.SecretAccessKey, sessionToken: p.Token,
+                              expiration: p.Expiration.flatMap(ISO8601.parse))
+    }
+}
+
+enum ISO8601 {
+    static func parse(_ s: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        if let d = f.date(from: s) { return d }
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: s)
+    }
+}
+
+/// Minimal INI reader for the shared config files: `[section]`, `key = value`, `#`/`;` comments.
+enum INI {
+    static func parse(_ text: String) -> [String: [String: String]] {
+        var result: [String: [String: String]] = [:]
+        var section: String?
+        for raw in text.split(whereSeparator: \.isNewline) {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            if line.hasPrefix("["), line.hasSuffix("]") {
+                section = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
+                if let section, result[section] == nil { result[section] = [:] }
+                continue
+            }
+            guard let section, let eq = line.firstIndex(of: "=") else { continue }
+            let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            let value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            result[section]?[key] = value
+        }
+        return result
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A loopback HTTP server whose answers a test scripts: the stand-in for STS, the container credentials endpoint
+/// and EC2 instance metadata. Records every request it saw.
+public final class StubServer: @unchecked Sendable {
+    public typealias Handler = @Sendable (SimRequest) -> (status: Int, headers: [(String, String)], body: String)
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let lock = NIOLock()
+    private var seen: [SimRequest] = []
+    private var channel: Channel?
+
+    public init() {}
+
+    /// Starts on a random loopback port; returns `http://127.0.0.1:PORT`.
+    public func start(_ handler: @escaping Handler) throws -> String {
+        let record: @Sendable (SimRequest) -> Void = { [weak self] r in self?.lock.withLock { self?.seen.append(r) } }
+        let channel = try ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(StubHandler(handler: handler, record: record))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        lock.withLock { self.channel = channel }
+        return "http://127.0.0.1:\(channel.localAddress?.port ?? 0)"
+    }
+
+    public var requests: [SimRequest] { lock.withLock { seen } }
+
+    public func stop() {
+        try? lock.withLock { channel }?.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+}
+
+private final class StubHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let handler: StubServer.Handler
+    let record: @Sendable (SimRequest) -> Void
+    var head: HTTPRequestHead?
+    var body: [UInt8] = []
+
+    init(handler: @escaping StubServer.Handler, record: @escaping @Sendable (SimRequest) -> Void) {
+        self.handler = handler
+        self.record = record
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            body = []
+        case .body(var b): body += b.readBytes(length: b.readableBytes) ?? []
+        case .end:
+            guard let head else { return }
+            let request = SimRequest(method: head.method.rawValue, uri: head.uri,
+                                     headers: head.headers.map { (name: $0.name, value: $0.value) }, body: body)
+            record(request)
+            let answer = handler(request)
+            var headers = HTTPHeaders(answer.headers)
+            headers.replaceOrAdd(name: "content-length", value: String(answer.body.utf8.count))
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .init(statusCode: answer.status),
+                                                                 headers: headers))), promise: nil)
+            var buffer = context.channel.allocator.buffer(capacity: answer.body.utf8.count)
+            buffer.writeString(answer.body)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+}
