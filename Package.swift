@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "Config", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         // The command line: subcommands and wiring.
         .target(name: "ReencryptdCLI", dependencies: [
-            "Domain", "JobStore", "Manifest", "Config",
+            "Domain", "JobStore", "Manifest", "Config", "S3",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "S3Tests", dependencies: ["S3", "Domain"], exclude: ["Fixtures"]),
         .testTarget(name: "S3SimTests", dependencies: ["S3Sim", "S3", "Domain"], exclude: ["Fixtures"]),
-        .testTarget(name: "CLITests", dependencies: ["ReencryptdCLI", "JobStore", "Domain"]),
+        .testTarget(name: "CLITests", dependencies: ["ReencryptdCLI", "JobStore", "Domain", "S3Sim", "S3"]),
     ],
     swiftLanguageModes: [.v6]
 )

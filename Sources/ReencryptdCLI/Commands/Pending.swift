@@ -31,24 +31,6 @@ struct Report: ParsableCommand {
     func run() throws { throw NotYetAvailable(command: "report", issue: 5) }
 }
 
-struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "HeadObject: print an object's encryption and Object Lock state.")
-    @OptionGroup var global: GlobalOptions
-    @Argument(help: "s3://bucket/key") var object: String
-    @Option(name: .customLong("version-id"), help: "A specific version.") var versionID: String?
-    func run() throws { throw NotYetAvailable(command: "inspect", issue: 3) }
-}
-
-struct Update: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "One UpdateObjectEncryption call, classified as `run` would.")
-    @OptionGroup var global: GlobalOptions
-    @Argument(help: "s3://bucket/key") var object: String
-    @Option(name: .customLong("version-id"), help: "A specific version.") var versionID: String?
-    @Option(name: .customLong("kms-key-arn"), help: "Target KMS key ARN.") var kmsKeyARN: String
-    @Flag(name: .customLong("bucket-key"), help: "Enable S3 Bucket Keys.") var bucketKey = false
-    func run() throws { throw NotYetAvailable(command: "update", issue: 3) }
-}
-
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the main job against the built-in S3 simulator on loopback.")
     @OptionGroup var global: GlobalOptions

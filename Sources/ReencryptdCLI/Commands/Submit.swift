@@ -6,7 +6,7 @@ import Manifest
 
 extension ManifestFormat: ExpressibleByArgument {}
 
-struct Submit: ParsableCommand {
+struct Submit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a job (or add manifests to an unfinished one) and load the manifests' tasks atomically.",
         discussion: """
@@ -46,25 +46,42 @@ struct Submit: ParsableCommand {
         if manifests.filter({ $0 == "-" }).count > 1 { throw ValidationError("stdin (-) can be given only once") }
     }
 
-    func run() throws {
+    func run() async throws {
         if let problem = JobSpec.validateName(job) { throw Domain.InvalidInput(problem) }
         // Checked before anything is read or stored.
         let spec = JobSpec(name: job, kmsKeyARN: try KMSKeyARN(kmsKeyARN), bucketKeyEnabled: bucketKey,
                            expectedBucketOwner: try expectedBucketOwner.map { try AccountID($0) }, priority: priority)
-        if let remote = manifests.first(where: { $0.hasPrefix("s3://") }) {
-            throw NotYetAvailable(command: "submit \(remote)", issue: 3)
-        }
         let configuration = try global.loadConfiguration()
         let store = try global.openStore(configuration)
-        let loader = ManifestLoader(options: .init(format: format, skipInvalid: skipInvalid))
-        let result = try store.submit(spec, now: now()) { sink in
-            for manifest in manifests {
-                try loader.load(path: manifest) { entry in
-                    _ = try sink.add(entry.object, skippedAs: entry.skippedAs)
-                }
+        // s3:// manifests are fetched first (streamed to a private folder), then read like local ones.
+        var paths = manifests
+        var scratch: URL?
+        defer { if let scratch { try? FileManager.default.removeItem(at: scratch) } }
+        if manifests.contains(where: { $0.hasPrefix("s3://") }) {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("reencryptd-manifests-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            scratch = folder
+            let client = try S3Wiring.client(configuration)
+            defer { client.shutdown() }
+            for (i, m) in manifests.enumerated() where m.hasPrefix("s3://") {
+                paths[i] = try await RemoteManifests.fetch(try S3URI(m), client: client, into: folder.appendingPathComponent("\(i)"))
             }
         }
-        for rejection in loader.rejections {
+        let loader = ManifestLoader(options: .init(format: format, skipInvalid: skipInvalid))
+        let result: SubmitResult
+        do {
+            result = try store.submit(spec, now: now()) { sink in
+                for manifest in paths {
+                    try loader.load(path: manifest) { entry in
+                        _ = try sink.add(entry.object, skippedAs: entry.skippedAs)
+                    }
+                }
+            }
+        } catch let error as ManifestError {
+            throw remoteNamed(error, scratch: scratch)
+        }
+        for rejection in loader.rejections.map({ remoteNamed($0, scratch: scratch) }) {
             FileHandle.standardError.write(Data("reencryptd: skipped invalid row: \(rejection)\n".utf8))
         }
         if loader.rejectedCount > loader.rejections.count {
@@ -75,5 +92,18 @@ struct Submit: ParsableCommand {
         line += ", \(result.duplicates) duplicates ignored, \(loader.rejectedCount) rows rejected"
         if loader.deleteMarkers > 0 { line += ", \(loader.deleteMarkers) delete markers dropped" }
         print(line)
+    }
+
+    /// Errors about a fetched s3:// manifest name the URI, not the private local copy.
+    private func remoteNamed(_ error: ManifestError, scratch: URL?) -> ManifestError {
+        guard let scratch else { return error }
+        for (i, m) in manifests.enumerated() where m.hasPrefix("s3://") {
+            guard let uri = try? S3URI(m) else { continue }
+            let folder = scratch.appendingPathComponent("\(i)")
+            if let name = RemoteManifests.uri(forLocal: error.file, folder: folder, bucket: uri.bucket) {
+                return ManifestError(file: name, line: error.line, problem: error.problem)
+            }
+        }
+        return error
     }
 }

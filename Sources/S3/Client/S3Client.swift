@@ -58,7 +58,16 @@ public final class S3Client: @unchecked Sendable {
 
     /// Sends `request`; `completion` runs once, on the transport's thread: keep it short.
     public func send(_ request: S3Request, object: ObjectRef? = nil, completion: @escaping @Sendable (S3Result) -> Void) {
-        send(request, object: object, attempt: 0, completion: completion)
+        send(request, object: object, attempt: 0, downloadTo: nil, completion: completion)
+    }
+
+    /// GetObject streamed into the open file `fd` (a manifest can be larger than memory should hold).
+    public func download(bucket: String, key: String, to fd: Int32) async throws(S3Error) {
+        let object = ObjectRef(bucket: bucket, key: key)
+        let result = await withCheckedContinuation { continuation in
+            send(.getObject(bucket: bucket, key: key), object: object, attempt: 0, downloadTo: fd) { continuation.resume(returning: $0) }
+        }
+        if case .failure(let e) = result { throw e }
     }
 
     /// Sends and waits (for the command line; the engine uses the callback form).
@@ -77,7 +86,8 @@ public final class S3Client: @unchecked Sendable {
         }
     }
 
-    private func send(_ request: S3Request, object: ObjectRef?, attempt: Int, completion: @escaping @Sendable (S3Result) -> Void) {
+    private func send(_ request: S3Request, object: ObjectRef?, attempt: Int, downloadTo fd: Int32?,
+                      completion: @escaping @Sendable (S3Result) -> Void) {
         let (region, offset) = lock.withLock { (bucketRegions[request.bucket] ?? configuration.region, clockOffset) }
         let creds: AWSCredentials
         do {
@@ -89,7 +99,7 @@ public final class S3Client: @unchecked Sendable {
         }
         let prepared = requestSigner.prepare(request, region: region, signer: signer(for: region), credentials: creds,
                                              date: SigV4Date(clock().addingTimeInterval(offset)))
-        transport.submit(prepared) { [self] result in
+        transport.submit(prepared, downloadTo: fd) { [self] result in
             switch result {
             case .failure(let code, let message):
                 completion(.failure(S3Error(status: 0, code: "", message: "connection failed: \(message) (curl code \(code))",
@@ -110,17 +120,17 @@ public final class S3Client: @unchecked Sendable {
                 switch Classifier.classify(error) {
                 case .wrongRegion(let learnt?) where learnt != region:
                     lock.withLock { bucketRegions[request.bucket] = learnt }
-                    send(request, object: object, attempt: attempt + 1, completion: completion)
+                    send(request, object: object, attempt: attempt + 1, downloadTo: fd, completion: completion)
                 case .clockSkew:
                     if let serverDate = response.header("date").flatMap(HTTPDates.parse) {
                         lock.withLock { clockOffset = serverDate.timeIntervalSince(clock()) }
-                        send(request, object: object, attempt: attempt + 1, completion: completion)
+                        send(request, object: object, attempt: attempt + 1, downloadTo: fd, completion: completion)
                     } else {
                         completion(.failure(error))
                     }
                 case .expiredCredentials:
                     credentials.invalidate()
-                    send(request, object: object, attempt: attempt + 1, completion: completion)
+                    send(request, object: object, attempt: attempt + 1, downloadTo: fd, completion: completion)
                 default:
                     completion(.failure(error))
                 }

@@ -88,8 +88,10 @@ public final class CurlTransport: @unchecked Sendable {
     }
 
     /// Queues `request`; `completion` runs on the driver thread exactly once.
-    public func submit(_ request: PreparedRequest, completion: @escaping Completion) {
+    /// With `downloadTo`, a 2xx body is streamed to that file descriptor instead of memory (manifests).
+    public func submit(_ request: PreparedRequest, downloadTo fd: Int32? = nil, completion: @escaping Completion) {
         let transfer = Transfer(request: request, completion: completion, caBundle: configuration.caBundle)
+        transfer.downloadFD = fd ?? -1
         let rejected = lock.withLock { () -> Bool in
             if stopping { return true }
             submitted.append(transfer)
@@ -212,6 +214,11 @@ final class Transfer {
     var headerList: UnsafeMutablePointer<curl_slist>?
     var responseHeaders: [(name: String, value: String)] = []
     var responseBody: [UInt8] = []
+    /// Where a 2xx body goes when streaming to a file; -1 for memory.
+    var downloadFD: Int32 = -1
+    /// The status of the response being received (from its status line), to route the body.
+    var currentStatus = 0
+    var downloadFailed = false
 
     init(request: PreparedRequest, completion: @escaping CurlTransport.Completion, caBundle: String? = nil) {
         self.request = request
@@ -248,6 +255,19 @@ private let curlWrite: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, U
     guard let data, let context else { return 0 }
     let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
     let n = size * count
+    if transfer.downloadFD >= 0, (200..<300).contains(transfer.currentStatus) {
+        var offset = 0
+        while offset < n {
+            let written = write(transfer.downloadFD, data + offset, n - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                transfer.downloadFailed = true
+                return 0  // libcurl aborts the transfer with CURLE_WRITE_ERROR
+            }
+            offset += written
+        }
+        return n
+    }
     data.withMemoryRebound(to: UInt8.self, capacity: n) { transfer.responseBody.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
     return n
 }
@@ -260,6 +280,8 @@ private let curlHeader: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, 
     if line.hasPrefix("HTTP/") {
         // A new status line (after a 100 Continue or a redirect): drop headers of the previous response.
         transfer.responseHeaders.removeAll()
+        let fields = line.split(separator: " ")
+        transfer.currentStatus = fields.count > 1 ? Int(fields[1]) ?? 0 : 0
     } else if let colon = line.firstIndex(of: ":") {
         let name = String(line[..<colon])
         let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)

@@ -1,0 +1,118 @@
+import Domain
+import Foundation
+import JobStore
+@testable import ReencryptdCLI
+import S3
+import S3Sim
+import XCTest
+
+/// `inspect`, `update` and `submit s3://…` end to end against the simulator on a random loopback port.
+final class ObjectCommandTests: XCTestCase {
+    var simulator: S3Simulator!
+    var dir: URL!
+    let arn = "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+    override func setUpWithError() throws {
+        simulator = S3Simulator()
+        try simulator.start()
+        simulator.state.addBucket(SimBucket(name: "bucket-a"))
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("objcmd-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        setenv("REENCRYPTD_CONFIG", "/dev/null", 1)
+        setenv("REENCRYPTD_S3_ENDPOINT", simulator.endpointURL, 1)
+        setenv("AWS_ACCESS_KEY_ID", SimCredential.default.accessKeyID, 1)
+        setenv("AWS_SECRET_ACCESS_KEY", SimCredential.default.secretAccessKey, 1)
+        setenv("AWS_EC2_METADATA_DISABLED", "true", 1)
+    }
+
+    override func tearDown() {
+        unsetenv("REENCRYPTD_S3_ENDPOINT")
+        simulator.stop()
+    }
+
+    func reencryptd(_ args: String...) async -> Int32 { await Reencryptd.main(arguments: args) }
+
+    func testUpdateChangesTheObjectAndExitsZeroOnlyOnSuccess() async throws {
+        let v = simulator.state.putObject(bucket: "bucket-a", key: "a b.txt", encryption: .sseS3)
+        simulator.state.putObject(bucket: "bucket-a", key: "held", encryption: .sseS3, lock: SimLock(legalHold: true))
+        var rc = await reencryptd("update", "s3://bucket-a/a b.txt", "--version-id", v, "--kms-key-arn", arn, "--bucket-key")
+        XCTAssertEqual(rc, 0)
+        XCTAssertEqual(simulator.state.version(bucket: "bucket-a", key: "a b.txt")?.encryption, .sseKMS(keyARN: arn, bucketKey: true))
+        rc = await reencryptd("update", "s3://bucket-a/held", "--kms-key-arn", arn)
+        XCTAssertEqual(rc, 1)
+        XCTAssertEqual(simulator.state.version(bucket: "bucket-a", key: "held")?.encryption, .sseS3)
+        rc = await reencryptd("update", "s3://bucket-a/x", "--kms-key-arn", "not-an-arn")
+        XCTAssertEqual(rc, 2)
+        rc = await reencryptd("update", "s3://Bad_Bucket/x", "--kms-key-arn", arn)
+        XCTAssertEqual(rc, 2)
+    }
+
+    func testInspectReadsHeadObject() async throws {
+        simulator.state.putObject(bucket: "bucket-a", key: "k", encryption: .sseKMS(keyARN: arn, bucketKey: true),
+                                  lock: SimLock(mode: .governance, retainUntil: Date().addingTimeInterval(3600)))
+        var rc = await reencryptd("inspect", "s3://bucket-a/k")
+        XCTAssertEqual(rc, 0)
+        rc = await reencryptd("inspect", "s3://bucket-a/missing")
+        XCTAssertEqual(rc, 1)
+        let text = Inspect.render(ObjectRef(bucket: "b-1", key: "k"), try await {
+            let client = try S3Wiring.client(try GlobalOptions.parse([]).loadConfiguration())
+            defer { client.shutdown() }
+            return try await client.headObject(ObjectRef(bucket: "bucket-a", key: "k"))
+        }())
+        XCTAssertTrue(text.contains("SSE-KMS"), text)
+        XCTAssertTrue(text.contains(arn), text)
+        XCTAssertTrue(text.contains("bucket key   enabled"), text)
+        XCTAssertTrue(text.contains("GOVERNANCE retention until"), text)
+    }
+
+    func testSubmitReadsCSVAndInventoryManifestsFromS3() async throws {
+        var spec = PopulationSpec()
+        spec.objects = 300
+        spec.bucketPrefix = "pop"
+        var population = Population(spec: spec)
+        population.generate(into: simulator.state)
+        let csv = dir.appendingPathComponent("m.csv").path
+        try population.writeBatchCSV(to: csv)
+        let inventoryRoot = dir.appendingPathComponent("inv").path
+        let manifestJSON = try population.writeInventory(root: inventoryRoot)
+        // Upload both to the simulator, keeping the inventory layout (its manifest.json names data keys).
+        let client = try S3Wiring.client(try GlobalOptions.parse([]).loadConfiguration())
+        defer { client.shutdown() }
+        try await client.putObject(bucket: "bucket-a", key: "manifests/m.csv", body: Array(try Data(contentsOf: URL(fileURLWithPath: csv))),
+                                   contentType: "text/csv")
+        let enumerator = FileManager.default.enumerator(atPath: inventoryRoot)!
+        while let relative = enumerator.nextObject() as? String {
+            var isDir: ObjCBool = false
+            let full = inventoryRoot + "/" + relative
+            guard FileManager.default.fileExists(atPath: full, isDirectory: &isDir), !isDir.boolValue else { continue }
+            try await client.putObject(bucket: "bucket-a", key: relative, body: Array(try Data(contentsOf: URL(fileURLWithPath: full))),
+                                       contentType: "application/octet-stream")
+        }
+        // The inventory's destinationBucket names another bucket; point it at bucket-a for this test.
+        let manifestKey = String(manifestJSON.dropFirst(inventoryRoot.count + 1))
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: manifestJSON))) as! [String: Any]
+        json["destinationBucket"] = "arn:aws:s3:::bucket-a"
+        let rewritten = try JSONSerialization.data(withJSONObject: json)
+        try await client.putObject(bucket: "bucket-a", key: manifestKey, body: Array(rewritten), contentType: "application/json")
+        let checksumKey = (manifestKey as NSString).deletingLastPathComponent + "/manifest.checksum"
+        try await client.putObject(bucket: "bucket-a", key: checksumKey,
+                                   body: Array((Crypto.hex(Crypto.md5(rewritten)) + "\n").utf8),
+                                   contentType: "text/plain")
+
+        let db = dir.appendingPathComponent("s.sqlite3").path
+        var rc = await reencryptd("submit", "--db", db, "--job", "from-csv", "--kms-key-arn", population.targetKeyARN, "s3://bucket-a/manifests/m.csv")
+        XCTAssertEqual(rc, 0)
+        rc = await reencryptd("submit", "--db", db, "--job", "from-inventory", "--kms-key-arn", population.targetKeyARN,
+                              "s3://bucket-a/\(manifestKey)")
+        XCTAssertEqual(rc, 0)
+        let store = try SQLiteJobStore(path: db)
+        let summaries = Dictionary(uniqueKeysWithValues: try store.summaries(now: 0).map { ($0.job.spec.name, $0) })
+        XCTAssertEqual(summaries["from-csv"]?.total, 300)
+        XCTAssertEqual(summaries["from-inventory"]?.total, 300)
+        let expectedSkipped = population.entries.filter { $0.expectedViaInventory.isSkipped }.count
+        XCTAssertEqual(summaries["from-inventory"]?.tasks[.skipped] ?? 0, expectedSkipped)
+        rc = await reencryptd("submit", "--db", db, "--job", "missing", "--kms-key-arn", population.targetKeyARN, "s3://bucket-a/nope.csv")
+        XCTAssertEqual(rc, 2)
+        XCTAssertNil(try store.job(named: "missing"))
+    }
+}
