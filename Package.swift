@@ -51,6 +51,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "reencryptd", dependencies: ["ReencryptdCLI"]),
+        // Benchmarks are programs, not tests (make bench).
+        .executableTarget(name: "client-bench", dependencies: ["S3", "Domain"], path: "bench/ClientBench"),
 
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "Domain", "CSQLite"]),
         .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Domain", "JobStore"]),

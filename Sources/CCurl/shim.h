@@ -31,4 +31,17 @@ static inline CURL *reencryptd_multi_info_read(CURLM *m, CURLcode *result, int *
     *done = 0;
     return NULL;
 }
+
+// The event-driven interface (curl_multi_socket_action) for thousands of transfers: libcurl tells us which sockets
+// to watch (socket callback) and when to call back (timer callback); we watch them with epoll.
+// https://curl.se/libcurl/c/curl_multi_socket_action.html , https://curl.se/libcurl/c/CURLMOPT_SOCKETFUNCTION.html
+typedef int (*reencryptd_socket_cb)(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp);
+typedef int (*reencryptd_timer_cb)(CURLM *multi, long timeout_ms, void *userp);
+static inline CURLMcode reencryptd_multi_setopt_socketfunction(CURLM *m, reencryptd_socket_cb f) {
+    return curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, f);
+}
+static inline CURLMcode reencryptd_multi_setopt_timerfunction(CURLM *m, reencryptd_timer_cb f) {
+    return curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, f);
+}
+static inline CURLMcode reencryptd_multi_setopt_ptr(CURLM *m, CURLMoption o, void *p) { return curl_multi_setopt(m, o, p); }
 #endif

@@ -7,13 +7,36 @@ public struct KMSKeyARN: Sendable, Hashable, CustomStringConvertible {
 
     /// Throws a `InvalidInput` saying what is wrong with `string`.
     public init(_ string: String) throws(InvalidInput) {
-        guard string.wholeMatch(of: /arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key\/.+/) != nil else {
+        guard Self.matchesPattern(string) else {
             var hint = ""
             if string.contains("alias/") { hint = " (an alias is not accepted; give the key's ARN)" }
             else if !string.hasPrefix("arn:") { hint = " (a bare key id is not accepted; give the key's full ARN)" }
             throw InvalidInput("'\(string)' is not a KMS key ARN of the form arn:aws:kms:REGION:ACCOUNT:key/KEY-ID\(hint)")
         }
         rawValue = string
+    }
+
+    /// `arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key/.+`, hand-matched: a Swift regex literal is compiled at each
+    /// use, which the simulator's request path cannot afford.
+    public static func matchesPattern(_ string: String) -> Bool {
+        var s = Substring(string).utf8[...]
+        func take(_ literal: String) -> Bool {
+            guard s.starts(with: literal.utf8) else { return false }
+            s = s.dropFirst(literal.utf8.count)
+            return true
+        }
+        func skip(while allowed: (UInt8) -> Bool) -> Int {
+            let n = s.prefix(while: allowed).count
+            s = s.dropFirst(n)
+            return n
+        }
+        let lowerDigitDash: (UInt8) -> Bool = { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
+        guard take("arn:aws") else { return false }
+        _ = skip(while: lowerDigitDash)
+        guard take(":kms:") else { return false }
+        _ = skip(while: lowerDigitDash)
+        guard take(":"), skip(while: { $0 >= 0x30 && $0 <= 0x39 }) == 12, take(":key/") else { return false }
+        return !s.isEmpty
     }
 
     /// The 12-digit account that owns the key.

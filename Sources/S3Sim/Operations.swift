@@ -1,3 +1,4 @@
+import Domain
 import Foundation
 import S3
 
@@ -11,19 +12,19 @@ extension SimService {
         }
         if let problem = checksumProblem(request) { return fail(400, problem.code, problem.message) }
         // The body: <ObjectEncryption xmlns="…"><SSE-KMS><KMSKeyArn/><BucketKeyEnabled/></SSE-KMS></ObjectEncryption>
-        let xml = String(decoding: request.body, as: UTF8.self)
-        guard xml.contains("<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"),
-              xml.contains("</ObjectEncryption>") else {
+        let xml = request.body
+        guard Bytes.find("<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">", in: xml) != nil,
+              Bytes.find("</ObjectEncryption>", in: xml) != nil else {
             return fail(400, "MalformedXML", Messages.malformedXML)
         }
-        if xml.contains("<SSE-C") || xml.contains("<DSSE-KMS") { return fail(400, "InvalidRequest", Messages.dsseOrSSECTarget) }
-        guard xml.contains("<SSE-KMS>") else { return fail(400, "InvalidRequest", Messages.needValidType) }
-        guard let arn = firstElement("KMSKeyArn", in: xml), !arn.isEmpty else { return fail(400, "InvalidRequest", Messages.needARN) }
-        guard arn.wholeMatch(of: /arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key\/.+/) != nil else {
-            return fail(400, "InvalidRequest", Messages.needValidARN)
+        if Bytes.find("<SSE-C", in: xml) != nil || Bytes.find("<DSSE-KMS", in: xml) != nil {
+            return fail(400, "InvalidRequest", Messages.dsseOrSSECTarget)
         }
+        guard Bytes.find("<SSE-KMS>", in: xml) != nil else { return fail(400, "InvalidRequest", Messages.needValidType) }
+        guard let arn = Bytes.element("KMSKeyArn", in: xml), !arn.isEmpty else { return fail(400, "InvalidRequest", Messages.needARN) }
+        guard KMSKeyARN.matchesPattern(arn) else { return fail(400, "InvalidRequest", Messages.needValidARN) }
         var bucketKey = false
-        if let value = firstElement("BucketKeyEnabled", in: xml) {
+        if let value = Bytes.element("BucketKeyEnabled", in: xml) {
             switch value {
             case "true": bucketKey = true
             case "false": bucketKey = false
@@ -38,9 +39,12 @@ extension SimService {
 
         return state.withLock { buckets, counters -> SimResponse in
             counters.updateCalls += 1
-            guard var bucket = buckets[target.bucket] else { return fail(404, "NoSuchBucket", Messages.noSuchBucket) }
-            if let expectedOwner, expectedOwner != bucket.ownerAccount { return fail(403, "AccessDenied", Messages.accessDenied) }
-            guard var versions = bucket.objects[target.key], !versions.isEmpty else {
+            // Mutate in place through the dictionaries: copying a bucket out would copy all of its objects (COW).
+            guard let owner = buckets[target.bucket]?.ownerAccount, let versioned = buckets[target.bucket]?.versioned else {
+                return fail(404, "NoSuchBucket", Messages.noSuchBucket)
+            }
+            if let expectedOwner, expectedOwner != owner { return fail(403, "AccessDenied", Messages.accessDenied) }
+            guard let versions = buckets[target.bucket]?.objects[target.key], !versions.isEmpty else {
                 return fail(404, "NoSuchKey", Messages.noSuchKey, extra: [("Key", target.key)])
             }
             let index: Int
@@ -58,27 +62,23 @@ extension SimService {
                     return r
                 }
             }
-            versions[index].calls += 1
-            defer {
-                bucket.objects[target.key] = versions
-                buckets[target.bucket] = bucket
-            }
             let version = versions[index]
+            buckets[target.bucket]!.objects[target.key]![index].calls += 1
             if version.broken { return fail(500, "InternalError", Messages.internalError) }
             if version.denyUpdate { return fail(403, "AccessDenied", Messages.accessDenied) }
-            if keyAccount != bucket.ownerAccount { return fail(403, "AccessDenied", Messages.kmsSameAccount) }
+            if keyAccount != owner { return fail(403, "AccessDenied", Messages.kmsSameAccount) }
             if version.lock.isLocked(at: now) { return fail(403, "AccessDenied", Messages.objectLock) }
             switch version.encryption {
             case .none: return fail(400, "InvalidRequest", Messages.unencryptedSource)
             case .sseC, .dsseKMS: return fail(400, "InvalidRequest", Messages.dsseOrSSECSource)
             case .sseS3, .sseKMS: break
             }
-            versions[index].encryption = .sseKMS(keyARN: arn, bucketKey: bucketKey)
-            versions[index].updates += 1
+            buckets[target.bucket]!.objects[target.key]![index].encryption = .sseKMS(keyARN: arn, bucketKey: bucketKey)
+            buckets[target.bucket]!.objects[target.key]![index].updates += 1
             counters.updateSuccesses += 1
-            if versions[index].updates > 1 { counters.duplicateUpdates += 1 }
+            if version.updates >= 1 { counters.duplicateUpdates += 1 }
             var headers: [(name: String, value: String)] = []
-            if bucket.versioned { headers.append(("x-amz-version-id", version.versionID)) }
+            if versioned { headers.append(("x-amz-version-id", version.versionID)) }
             return SimResponse(status: 200, headers: headers, body: [])
         }
     }
@@ -115,13 +115,6 @@ extension SimService {
             return ("InvalidRequest", "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or x-amz-trailer headers were found.")
         }
         return found ? nil : ("InvalidRequest", Messages.missingChecksum)
-    }
-
-    func firstElement(_ tag: String, in xml: String) -> String? {
-        guard let open = xml.range(of: "<\(tag)>"), let close = xml.range(of: "</\(tag)>", range: open.upperBound..<xml.endIndex) else {
-            return nil
-        }
-        return String(xml[open.upperBound..<close.lowerBound])
     }
 
     func putObject(_ request: SimRequest, _ target: Target, requestID: String) -> SimResponse {
@@ -259,5 +252,34 @@ extension SimService {
 extension SimState {
     func snapshotVersions(bucket: String, key: String) -> [SimVersion]? {
         withLock { buckets, _ in buckets[bucket]?.objects[key] }
+    }
+}
+
+/// Byte-level search for the request path (Foundation's String search is far slower on Linux).
+enum Bytes {
+    static func find(_ needle: String, in haystack: [UInt8], from start: Int = 0) -> Int? {
+        let n = Array(needle.utf8)
+        guard !n.isEmpty, haystack.count - start >= n.count else { return nil }
+        let first = n[0]
+        var i = start
+        let last = haystack.count - n.count
+        while i <= last {
+            if haystack[i] == first {
+                var j = 1
+                while j < n.count && haystack[i + j] == n[j] { j += 1 }
+                if j == n.count { return i }
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// The text of the first `<tag>…</tag>`.
+    static func element(_ tag: String, in xml: [UInt8]) -> String? {
+        let open = "<\(tag)>"
+        guard let a = find(open, in: xml) else { return nil }
+        let start = a + open.utf8.count
+        guard let b = find("</\(tag)>", in: xml, from: start) else { return nil }
+        return String(decoding: xml[start..<b], as: UTF8.self)
     }
 }

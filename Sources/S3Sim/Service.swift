@@ -18,7 +18,7 @@ public struct SimRequest: Sendable {
     }
 
     func header(_ name: String) -> String? {
-        headers.first { $0.name.lowercased() == name }?.value
+        headers.first { ASCII.equalsLowercased($0.name, name) }?.value
     }
 }
 
@@ -286,7 +286,7 @@ public final class SimService: @unchecked Sendable {
 
         init?(_ text: Substring) {
             for part in text.split(separator: ",") {
-                let kv = part.trimmingCharacters(in: .whitespaces).split(separator: "=", maxSplits: 1)
+                let kv = part.drop(while: { $0 == " " }).split(separator: "=", maxSplits: 1)
                 guard kv.count == 2 else { return nil }
                 switch kv[0] {
                 case "Credential":

@@ -13,8 +13,9 @@ public struct HTTPResponse: Sendable {
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
 
+    /// The first header named `name` (ASCII case-insensitive; give `name` in lowercase).
     public func header(_ name: String) -> String? {
-        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+        headers.first { ASCII.equalsLowercased($0.name, name) }?.value
     }
 }
 
@@ -33,28 +34,36 @@ public struct TransportConfiguration: Sendable {
     public init() {}
 }
 
-/// libcurl's multi interface on one driver thread: thousands of transfers in flight, connections kept alive and
-/// shared through the multi handle's cache, completions delivered by callback on the driver thread (callers must
-/// hand heavy work elsewhere). No thread is blocked per request.
-/// https://curl.se/libcurl/c/libcurl-multi.html ; https://curl.se/libcurl/c/libcurl-thread.html
+/// libcurl's multi interface on one driver thread, event-driven: `curl_multi_socket_action` with our own epoll, so
+/// each pass touches only the sockets that are ready (`curl_multi_perform` checks every transfer on every call, which
+/// costs O(transfers) per completion). Thousands of transfers in flight, connections kept alive in the multi handle's
+/// cache, completions delivered by callback on the driver thread (callers must hand heavy work elsewhere).
+/// No thread is blocked per request.
+/// https://curl.se/libcurl/c/curl_multi_socket_action.html ; https://curl.se/libcurl/c/libcurl-thread.html
 public final class CurlTransport: @unchecked Sendable {
     public typealias Completion = @Sendable (TransportResult) -> Void
 
     private let multi: UnsafeMutableRawPointer
     private let configuration: TransportConfiguration
+    private let epoll: Int32
+    private let wakeFD: Int32
     // Submissions cross threads through `lock`; everything else is touched by the driver thread only.
     // That discipline is what makes @unchecked Sendable sound.
     private let lock = NSLock()
     private var submitted: [Transfer] = []
     private var stopping = false
-    private var thread: Thread?
+    private var sleeping = false
+    private var activeCount = 0
     private let stopped = DispatchSemaphore(value: 0)
+    // Driver-thread state.
     private var idleHandles: [UnsafeMutableRawPointer] = []
-    private var active = 0
+    private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
+    private var watched: Set<Int32> = []
+    /// When libcurl wants `socket_action(CURL_SOCKET_TIMEOUT)`, in monotonic seconds; nil for never.
+    fileprivate var timerDeadline: Double?
 
     /// Transfers in flight or queued (for metrics).
     public var inFlight: Int { lock.withLock { activeCount } }
-    private var activeCount = 0
 
     private static let globalInit: Void = {
         // Once per process, before any thread uses curl; and SIGPIPE must not kill us when a peer resets.
@@ -65,26 +74,44 @@ public final class CurlTransport: @unchecked Sendable {
     public init(configuration: TransportConfiguration = TransportConfiguration()) throws {
         _ = Self.globalInit
         guard let multi = curl_multi_init() else { throw S3ClientError.transport("curl_multi_init failed") }
+        let ep = reencryptd_epoll_create()
+        let wake = reencryptd_eventfd()
+        guard ep >= 0, wake >= 0, reencryptd_epoll_set(ep, wake, 1, 0, 1) == 0 else {
+            curl_multi_cleanup(multi)
+            throw S3ClientError.transport("cannot create the transport's epoll/eventfd: \(String(cString: strerror(errno)))")
+        }
         self.multi = multi
         self.configuration = configuration
+        epoll = ep
+        wakeFD = wake
         _ = reencryptd_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxHostConnections)
         _ = reencryptd_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, configuration.maxHostConnections * 2)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        _ = reencryptd_multi_setopt_socketfunction(multi, curlSocketCallback)
+        _ = reencryptd_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, me)
+        _ = reencryptd_multi_setopt_timerfunction(multi, curlTimerCallback)
+        _ = reencryptd_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, me)
         let thread = Thread { [unowned self] in self.drive() }
         thread.name = "reencryptd-curl"
-        self.thread = thread
         thread.start()
     }
 
     /// Stops the driver: transfers still in flight complete with a failure.
     public func shutdown() {
-        lock.withLock { stopping = true }
-        curl_multi_wakeup(multi)
+        let already = lock.withLock { () -> Bool in
+            defer { stopping = true }
+            return stopping
+        }
+        guard !already else { return }
+        reencryptd_eventfd_signal(wakeFD)
         stopped.wait()
     }
 
     deinit {
         for h in idleHandles { curl_easy_cleanup(h) }
         curl_multi_cleanup(multi)
+        close(epoll)
+        close(wakeFD)
     }
 
     /// Queues `request`; `completion` runs on the driver thread exactly once.
@@ -92,73 +119,130 @@ public final class CurlTransport: @unchecked Sendable {
     public func submit(_ request: PreparedRequest, downloadTo fd: Int32? = nil, completion: @escaping Completion) {
         let transfer = Transfer(request: request, completion: completion, caBundle: configuration.caBundle)
         transfer.downloadFD = fd ?? -1
-        let rejected = lock.withLock { () -> Bool in
-            if stopping { return true }
+        let (rejected, wake) = lock.withLock { () -> (Bool, Bool) in
+            if stopping { return (true, false) }
             submitted.append(transfer)
             activeCount += 1
-            return false
+            return (false, sleeping)
         }
         if rejected {
             completion(.failure(code: Int32(CURLE_ABORTED_BY_CALLBACK.rawValue), message: "the transport is shutting down"))
             return
         }
-        curl_multi_wakeup(multi)
+        // Completions resubmit from the driver thread itself; waking it then would cost a whole extra round.
+        if wake { reencryptd_eventfd_signal(wakeFD) }
     }
 
     // MARK: Driver thread
 
+    static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
     private func drive() {
         var running: Int32 = 0
-        var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
+        var fds = [Int32](repeating: 0, count: 512)
+        var flags = [Int32](repeating: 0, count: 512)
         while true {
             let (batch, stop) = lock.withLock { () -> ([Transfer], Bool) in
                 defer { submitted.removeAll(keepingCapacity: true) }
                 return (submitted, stopping)
             }
             if stop {
-                for t in batch { t.completion(.failure(code: Int32(CURLE_ABORTED_BY_CALLBACK.rawValue), message: "the transport is shutting down")) }
-                for (easy, t) in transfers {
-                    curl_multi_remove_handle(multi, easy)
-                    curl_easy_cleanup(easy)
-                    t.release()
-                    t.completion(.failure(code: Int32(CURLE_ABORTED_BY_CALLBACK.rawValue), message: "the transport is shutting down"))
-                }
-                lock.withLock { activeCount = 0 }
-                stopped.signal()
+                abortAll(batch)
                 return
             }
             for t in batch {
-                let easy = idleHandles.popLast() ?? curl_easy_init()
-                guard let easy else {
+                guard let easy = idleHandles.popLast() ?? curl_easy_init() else {
                     finish(t, .failure(code: Int32(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_easy_init failed"))
                     continue
                 }
                 configure(easy, t)
                 transfers[easy] = t
-                curl_multi_add_handle(multi, easy)
+                curl_multi_add_handle(multi, easy)  // sets a 0 ms timer: the next pass starts it
             }
-            curl_multi_perform(multi, &running)
-            var result = CURLE_OK
-            var done: Int32 = 0
-            while let easy = reencryptd_multi_info_read(multi, &result, &done), done == 1 {
-                curl_multi_remove_handle(multi, easy)
-                guard let t = transfers.removeValue(forKey: easy) else { continue }
-                let outcome: TransportResult
-                if result == CURLE_OK {
-                    var status = 0
-                    _ = reencryptd_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
-                    outcome = .response(HTTPResponse(status: status, headers: t.responseHeaders, body: t.responseBody))
-                } else {
-                    let detail = t.errorMessage()
-                    let text = detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail
-                    outcome = .failure(code: Int32(result.rawValue), message: text)
+            // Wait for ready sockets, the timer, or a wake-up; not at all when work is already queued.
+            var timeout: Int32 = 1000
+            if let deadline = timerDeadline {
+                timeout = Int32(max(0, min(1000, ((deadline - Self.monotonic()) * 1000).rounded(.up))))
+            }
+            let queued = lock.withLock { () -> Bool in
+                if submitted.isEmpty { sleeping = true }
+                return !submitted.isEmpty
+            }
+            if queued { timeout = 0 }
+            let n = fds.withUnsafeMutableBufferPointer { f in
+                flags.withUnsafeMutableBufferPointer { g in reencryptd_epoll_wait(epoll, f.baseAddress, g.baseAddress, 512, timeout) }
+            }
+            lock.withLock { sleeping = false }
+            for i in 0..<max(0, Int(n)) {
+                if fds[i] == wakeFD {
+                    reencryptd_eventfd_drain(wakeFD)
+                    continue
                 }
-                t.release()
-                curl_easy_reset(easy)
-                if idleHandles.count < 4096 { idleHandles.append(easy) } else { curl_easy_cleanup(easy) }
-                finish(t, outcome)
+                var mask: Int32 = 0
+                if flags[i] & 1 != 0 { mask |= CURL_CSELECT_IN }
+                if flags[i] & 2 != 0 { mask |= CURL_CSELECT_OUT }
+                if flags[i] & 4 != 0 { mask |= CURL_CSELECT_ERR }
+                curl_multi_socket_action(multi, fds[i], mask, &running)
             }
-            curl_multi_poll(multi, nil, 0, 1000, nil)
+            if let deadline = timerDeadline, Self.monotonic() >= deadline {
+                timerDeadline = nil
+                curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running)
+            }
+            collectCompletions()
+        }
+    }
+
+    private func collectCompletions() {
+        var result = CURLE_OK
+        var done: Int32 = 0
+        while let easy = reencryptd_multi_info_read(multi, &result, &done), done == 1 {
+            curl_multi_remove_handle(multi, easy)
+            guard let t = transfers.removeValue(forKey: easy) else { continue }
+            let outcome: TransportResult
+            if result == CURLE_OK {
+                var status = 0
+                _ = reencryptd_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+                outcome = .response(HTTPResponse(status: status, headers: t.responseHeaders, body: t.responseBody))
+            } else {
+                let detail = t.errorMessage()
+                outcome = .failure(code: Int32(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
+            }
+            t.release()
+            curl_easy_reset(easy)
+            if idleHandles.count < 4096 { idleHandles.append(easy) } else { curl_easy_cleanup(easy) }
+            finish(t, outcome)
+        }
+    }
+
+    private func abortAll(_ batch: [Transfer]) {
+        let aborted = TransportResult.failure(code: Int32(CURLE_ABORTED_BY_CALLBACK.rawValue), message: "the transport is shutting down")
+        for t in batch { t.completion(aborted) }
+        for (easy, t) in transfers {
+            curl_multi_remove_handle(multi, easy)
+            curl_easy_cleanup(easy)
+            t.release()
+            t.completion(aborted)
+        }
+        transfers.removeAll()
+        lock.withLock { activeCount = 0 }
+        stopped.signal()
+    }
+
+    fileprivate func watch(_ fd: Int32, what: Int32) {
+        if what == CURL_POLL_REMOVE {
+            if watched.remove(fd) != nil { _ = reencryptd_epoll_remove(epoll, fd) }
+            return
+        }
+        let readable: Int32 = (what == CURL_POLL_IN || what == CURL_POLL_INOUT) ? 1 : 0
+        let writable: Int32 = (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) ? 1 : 0
+        let isNew = watched.insert(fd).inserted
+        if reencryptd_epoll_set(epoll, fd, readable, writable, isNew ? 1 : 0) != 0 && isNew == false {
+            // The fd was closed and reused under us: register it afresh.
+            _ = reencryptd_epoll_set(epoll, fd, readable, writable, 1)
         }
     }
 
@@ -276,16 +360,58 @@ private let curlHeader: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, 
     guard let data, let context else { return 0 }
     let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
     let n = size * count
-    let line = data.withMemoryRebound(to: UInt8.self, capacity: n) { String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self) }
-    if line.hasPrefix("HTTP/") {
-        // A new status line (after a 100 Continue or a redirect): drop headers of the previous response.
-        transfer.responseHeaders.removeAll()
-        let fields = line.split(separator: " ")
-        transfer.currentStatus = fields.count > 1 ? Int(fields[1]) ?? 0 : 0
-    } else if let colon = line.firstIndex(of: ":") {
-        let name = String(line[..<colon])
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
-        transfer.responseHeaders.append((name, value))
+    // Byte-level parsing: this runs for every header of every response on the driver thread.
+    data.withMemoryRebound(to: UInt8.self, capacity: n) { p in
+        let line = UnsafeBufferPointer(start: p, count: n)
+        if n >= 5, line[0] == 0x48, line[1] == 0x54, line[2] == 0x54, line[3] == 0x50, line[4] == 0x2F {  // "HTTP/"
+            // A new status line (after a 100 Continue or a redirect): drop headers of the previous response.
+            transfer.responseHeaders.removeAll(keepingCapacity: true)
+            var i = 5
+            while i < n && line[i] != 0x20 { i += 1 }
+            var status = 0
+            i += 1
+            while i < n, line[i] >= 0x30, line[i] <= 0x39 { status = status * 10 + Int(line[i] - 0x30); i += 1 }
+            transfer.currentStatus = status
+            return
+        }
+        guard let colon = line.firstIndex(of: 0x3A) else { return }
+        var start = colon + 1
+        var end = n
+        while start < end, line[start] == 0x20 || line[start] == 0x09 { start += 1 }
+        while end > start, line[end - 1] == 0x0A || line[end - 1] == 0x0D || line[end - 1] == 0x20 { end -= 1 }
+        transfer.responseHeaders.append((String(decoding: UnsafeBufferPointer(rebasing: line[0..<colon]), as: UTF8.self),
+                                         String(decoding: UnsafeBufferPointer(rebasing: line[start..<end]), as: UTF8.self)))
     }
     return n
+}
+
+private let curlSocketCallback: reencryptd_socket_cb = { _, fd, what, userp, _ in
+    guard let userp else { return 0 }
+    Unmanaged<CurlTransport>.fromOpaque(userp).takeUnretainedValue().watch(fd, what: what)
+    return 0
+}
+
+private let curlTimerCallback: reencryptd_timer_cb = { _, timeoutMs, userp in
+    guard let userp else { return 0 }
+    let transport = Unmanaged<CurlTransport>.fromOpaque(userp).takeUnretainedValue()
+    transport.timerDeadline = timeoutMs < 0 ? nil : CurlTransport.monotonic() + Double(timeoutMs) / 1000
+    return 0
+}
+
+public enum ASCII {
+    /// Whether `a` equals `lowercased` ignoring ASCII case; `lowercased` must be lowercase already.
+    @inline(__always)
+    public static func equalsLowercased(_ a: String, _ lowercased: String) -> Bool {
+        var a = a.utf8.makeIterator()
+        var b = lowercased.utf8.makeIterator()
+        while true {
+            switch (a.next(), b.next()) {
+            case (nil, nil): return true
+            case (let x?, let y?):
+                let lx = (x >= 0x41 && x <= 0x5A) ? x | 0x20 : x
+                if lx != y { return false }
+            default: return false
+            }
+        }
+    }
 }
