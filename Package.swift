@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // Thin C modules: a module map and a shim header of static inline wrappers (variadic or macro APIs).
@@ -26,7 +27,7 @@ let package = Package(
         // Domain vocabulary shared by every layer: jobs, tasks, states, outcome classes, object references.
         .target(name: "Domain"),
         // The job store: a protocol, and SQLite (WAL) behind it.
-        .target(name: "JobStore", dependencies: ["Domain", "CSQLite"]),
+        .target(name: "JobStore", dependencies: ["Domain", "CSQLite", "COpenSSL"]),
         // Manifest readers: S3 Batch Operations CSV and S3 Inventory reports, streamed.
         .target(name: "Manifest", dependencies: ["Domain", "CZlib", "COpenSSL"]),
         // The S3 client: SigV4 signer (pure), credentials, requests, errors and classification, libcurl transport.
@@ -42,11 +43,17 @@ let package = Package(
         .executableTarget(name: "s3sim", dependencies: [
             "S3Sim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // The engine: claims, rate limits (token buckets, adaptive CUBIC), retries, outcomes, leases, shutdown.
+        .target(name: "Engine", dependencies: [
+            "Domain", "JobStore", "S3",
+            .product(name: "DequeModule", package: "swift-collections"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Configuration: file (TOML) < environment < flags.
         .target(name: "Config", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         // The command line: subcommands and wiring.
         .target(name: "ReencryptdCLI", dependencies: [
-            "Domain", "JobStore", "Manifest", "Config", "S3",
+            "Domain", "JobStore", "Manifest", "Config", "S3", "Engine", "S3Sim",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -59,6 +66,9 @@ let package = Package(
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "S3Tests", dependencies: ["S3", "Domain"], exclude: ["Fixtures"]),
         .testTarget(name: "S3SimTests", dependencies: ["S3Sim", "S3", "Domain"], exclude: ["Fixtures"]),
+        .testTarget(name: "EngineTests", dependencies: [
+            "Engine", "JobStore", "S3", "S3Sim", "Domain", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "CLITests", dependencies: ["ReencryptdCLI", "JobStore", "Domain", "S3Sim", "S3"]),
     ],
     swiftLanguageModes: [.v6]

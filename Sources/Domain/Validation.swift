@@ -96,4 +96,20 @@ public enum BucketName {
 /// S3 object keys are at most 1,024 bytes of UTF-8. https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html
 public enum ObjectKey {
     public static let maxBytes = 1024
+
+    /// A key as manifests and Batch Operations reports carry it: unreserved bytes and `/` kept, space as `+`,
+    /// everything else `%XX` (the inverse of how manifests are read).
+    public static func urlEncoded(_ key: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(key.utf8.count)
+        let hex = Array("0123456789ABCDEF".utf8)
+        for b in key.utf8 {
+            switch b {
+            case 0x41...0x5A, 0x61...0x7A, 0x30...0x39, 0x2D, 0x2E, 0x5F, 0x7E, 0x2F: out.append(b)
+            case 0x20: out.append(0x2B)
+            default: out += [0x25, hex[Int(b >> 4)], hex[Int(b & 15)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 }

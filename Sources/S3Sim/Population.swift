@@ -134,14 +134,14 @@ public struct Population: Sendable {
     }
 
     /// Writes an S3 Batch Operations CSV manifest (`bucket,key,versionId`, keys URL-encoded).
-    public func writeBatchCSV(to path: String) throws {
+    public func writeBatchCSV(to path: String, including include: (Int) -> Bool = { _ in true }) throws {
         guard FileManager.default.createFile(atPath: path, contents: nil), let out = FileHandle(forWritingAtPath: path) else {
             throw SimError("cannot write \(path)")
         }
         defer { try? out.close() }
         var buffer = ""
-        for e in entries {
-            buffer += "\(e.object.bucket),\(PercentDecoding.encode(e.object.key)),\(csvField(e.object.versionId ?? ""))\n"
+        for (index, e) in entries.enumerated() where include(index) {
+            buffer += "\(e.object.bucket),\(ObjectKey.urlEncoded(e.object.key)),\(csvField(e.object.versionId ?? ""))\n"
             if buffer.utf8.count > 1 << 20 {
                 out.write(Data(buffer.utf8))
                 buffer = ""
@@ -151,7 +151,7 @@ public struct Population: Sendable {
     }
 
     /// Writes an S3 Inventory report under `root` as S3 lays it out; returns the manifest.json path.
-    public func writeInventory(root: String) throws -> String {
+    public func writeInventory(root: String, including include: (Int) -> Bool = { _ in true }) throws -> String {
         let source = bucketNames.first ?? "sim"
         let base = "\(root)/\(source)/reencryptd-inventory"
         let dated = "\(base)/2026-11-29T00-00Z"
@@ -166,9 +166,9 @@ public struct Population: Sendable {
             _ = bytes.withUnsafeBytes { gzwrite(gz, $0.baseAddress, UInt32($0.count)) }
             chunk = ""
         }
-        for (index, e) in entries.enumerated() {
+        for (index, e) in entries.enumerated() where include(index) {
             let v = Self.simVersionFields(e, staleStatus: staleStatus[index])
-            chunk += [e.object.bucket, PercentDecoding.encode(e.object.key), e.object.versionId ?? "", "true", "false", "0",
+            chunk += [e.object.bucket, ObjectKey.urlEncoded(e.object.key), e.object.versionId ?? "", "true", "false", "0",
                       v.status, "DISABLED", v.retainUntil, v.mode, v.legalHold].map(csvField).joined(separator: ",") + "\n"
             if chunk.utf8.count > 1 << 20 { flush() }
         }

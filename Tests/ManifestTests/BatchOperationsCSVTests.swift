@@ -132,7 +132,7 @@ final class BatchOperationsCSVTests: XCTestCase {
 
     func testPercentEncodingRoundTrips() {
         for key in ["plain", "with space", "a+b", "日本語", "~!*'()&$=;:,?#[]@%", " lead and trail "] {
-            let encoded = PercentDecoding.encode(key)
+            let encoded = ObjectKey.urlEncoded(key)
             let decoded = Array(encoded.utf8).withUnsafeBufferPointer { PercentDecoding.decode($0) }
             XCTAssertEqual(try decoded.get(), key)
         }

@@ -55,6 +55,13 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
         return try body()
     }
 
+    /// Serialised access to the connection for the engine's operations (SQLiteTaskQueue.swift).
+    func withDatabase<T>(_ body: (Database) throws -> T) throws -> T {
+        try locked { try body(db) }
+    }
+
+    func fetchJobLocked(_ db: Database, named name: String) throws -> Job? { try fetchJob(named: name) }
+
     // MARK: Jobs
 
     private static let jobColumns =
@@ -185,6 +192,11 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
     }
 
     private func addCounts(jobID: Int64, state: TaskState, outcome: OutcomeClass?, delta: Int) throws {
+        try addCounts(db, jobID: jobID, state: state, outcome: outcome, delta: delta)
+    }
+
+    /// Keeps `task_counts` in step with a transition; call inside the transition's transaction.
+    func addCounts(_ db: Database, jobID: Int64, state: TaskState, outcome: OutcomeClass?, delta: Int) throws {
         guard delta != 0 else { return }
         let s = try db.prepare("""
             INSERT INTO task_counts (job_id, state, outcome, n) VALUES (?, ?, ?, ?)

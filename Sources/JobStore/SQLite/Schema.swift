@@ -55,5 +55,12 @@ enum Schema {
             measured_at REAL NOT NULL
         ) STRICT;
         """,
+        // 2: the retry budget counts errors and throttles apart (throttles use it up more slowly); an index for reports
+        // and the engine's lease expiry.
+        """
+        ALTER TABLE tasks ADD COLUMN errors INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE tasks ADD COLUMN throttles INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX tasks_leases ON tasks(state, lease_expires_at) WHERE state = 'in_flight';
+        """,
     ]
 }

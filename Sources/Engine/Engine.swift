@@ -1,0 +1,472 @@
+import DequeModule
+import Domain
+import Foundation
+import JobStore
+import Logging
+import S3
+
+/// Engine settings (PRODUCT.md §2 `[engine]`, and `run`'s flags).
+public struct EngineConfiguration: Sendable {
+    public var concurrency = 256
+    /// Global ceiling, requests/s; 0: none.
+    public var maxRPS = 0.0
+    /// Per-bucket ceiling, requests/s; 0: none.
+    public var maxRPSPerBucket = 3500.0
+    public var adaptive = true
+    public var retry = RetryPolicy(maxAttempts: 10, base: 0.1, cap: 20)
+    public var leaseSeconds = 120.0
+    public var failureThresholdPercent = 50.0
+    public var failureThresholdMinTasks = 1000
+    /// On stop, how long in-flight requests may take before what is left is released.
+    public var shutdownGrace = 20.0
+    /// Exit when no task is runnable (`run --until-idle`).
+    public var untilIdle = false
+    /// Drain and exit at this time (`run --stop-at`).
+    public var stopAt: Date?
+    /// Identifies this worker's leases.
+    public var owner = "\(ProcessInfo.processInfo.hostName)/\(getpid())/\(UInt32.random(in: 0...UInt32.max))"
+
+    public init() {}
+}
+
+/// What the engine has done so far; the demo and `systemd` status show it.
+public struct EngineProgress: Sendable {
+    public var recorded = 0
+    public var succeeded = 0
+    public var failed = 0
+    public var retried = 0
+    public var throttled = 0
+    public var inFlight = 0
+    public var queued = 0
+    /// Objects finished per second, smoothed.
+    public var ratePerSecond = 0.0
+    /// The lowest adaptive rate limit among buckets, if any is limited.
+    public var tightestBucketLimit: Double?
+}
+
+/// Why `run` returned.
+public enum EngineStop: Sendable, Equatable {
+    case idle
+    case stopAt
+    case signal
+    case storeFailure(String)
+}
+
+/// The daemon: claims tasks in batches under leases, fans calls out over the transport within rate limits and a bound
+/// on requests in flight, classifies each answer, and records outcomes in batched transactions.
+///
+/// Threads: `queue` (serial) owns every piece of mutable state below; `storeQueue` (serial) does all SQLite work, so a
+/// slow commit never stalls dispatch; the transport's own thread only hands completions back to `queue`.
+/// That discipline is what makes `@unchecked Sendable` sound.
+public final class Engine: @unchecked Sendable {
+    private let store: TaskQueue
+    private let client: S3Client
+    private let configuration: EngineConfiguration
+    private let logger: Logger
+    private let queue = DispatchQueue(label: "reencryptd.engine")
+    private let storeQueue = DispatchQueue(label: "reencryptd.engine.store")
+    private let finished = DispatchSemaphore(value: 0)
+
+    // MARK: State owned by `queue`
+
+    private struct QueuedTask {
+        var lease: Lease
+    }
+    private struct JobInfo {
+        var job: Job
+    }
+    private var jobs: [Int64: JobInfo] = [:]
+    /// Claimed tasks waiting for a rate-limit token or a free slot, per bucket.
+    private var ready: [String: Deque<Lease>] = [:]
+    /// Buckets with queued tasks, in round-robin order.
+    private var rotation: Deque<String> = []
+    private var queuedCount = 0
+    private var inFlight: [Int64: Lease] = [:]
+    private var results: [TaskResult] = []
+    private var recording = false
+    private var claiming = false
+    private var draining = false
+    private var stopReason: EngineStop?
+    private var drainDeadline: Double?
+    private var global: TokenBucket
+    private var bucketCeilings: [String: TokenBucket] = [:]
+    private var bucketAdaptive: [String: AdaptiveRate] = [:]
+    private var keyAdaptive: [String: AdaptiveRate] = [:]
+    private var keyBuckets: [String: TokenBucket] = [:]
+    private var rng = SystemRandomNumberGenerator()
+    private var progress = EngineProgress()
+    private var finishedSinceTick: [Int64: Int] = [:]
+    private var jobRates: [Int64: Double] = [:]
+    private var lastSecond = 0.0
+    private var timer: DispatchSourceTimer?
+    private var idleChecks = 0
+
+    public init(store: TaskQueue, client: S3Client, configuration: EngineConfiguration, logger: Logger) {
+        self.store = store
+        self.client = client
+        self.configuration = configuration
+        self.logger = logger
+        global = TokenBucket(rate: configuration.maxRPS, now: Self.now())
+    }
+
+    static func now() -> Double { Date().timeIntervalSince1970 }
+
+    /// Runs until idle (with `untilIdle`), `stopAt`, or `requestStop()`; returns why it stopped.
+    public func run() -> EngineStop {
+        do {
+            let expired = try store.expireLeases(now: Self.now())
+            if expired > 0 { logger.notice("returned \(expired) tasks whose leases had expired (a worker died) to the queue") }
+        } catch {
+            return .storeFailure("\(error)")
+        }
+        queue.sync {
+            refreshJobs()
+            let t = DispatchSource.makeTimerSource(queue: queue)
+            t.schedule(deadline: .now(), repeating: .milliseconds(5), leeway: .milliseconds(1))
+            t.setEventHandler { [unowned self] in tick() }
+            timer = t
+            t.resume()
+        }
+        finished.wait()
+        return queue.sync { stopReason ?? .signal }
+    }
+
+    /// Begins a graceful stop: no more claims, in-flight calls finish within the grace period, the rest is released.
+    public func requestStop(_ reason: EngineStop = .signal) {
+        queue.async { [self] in beginDrain(reason) }
+    }
+
+    public var snapshot: EngineProgress {
+        queue.sync {
+            var p = progress
+            p.inFlight = inFlight.count
+            p.queued = queuedCount
+            p.tightestBucketLimit = bucketAdaptive.values.compactMap(\.fillRate).min()
+            return p
+        }
+    }
+
+    // MARK: The loop (on `queue`)
+
+    private func tick() {
+        let now = Self.now()
+        if !draining, let stopAt = configuration.stopAt, Date(timeIntervalSince1970: now) >= stopAt {
+            logger.notice("stop time reached: draining")
+            beginDrain(.stopAt)
+        }
+        dispatch(now: now)
+        if !recording, !results.isEmpty { flushResults() }
+        if !draining, !claiming, queuedCount < configuration.concurrency { claimMore(now: now) }
+        if now - lastSecond >= 1 {
+            lastSecond = now
+            everySecond(now: now)
+        }
+        if draining { checkDrained(now: now) }
+    }
+
+    private func dispatch(now: Double) {
+        var skipped = 0
+        while inFlight.count < configuration.concurrency, !rotation.isEmpty, skipped < rotation.count {
+            guard global.available(now: now) else { return }
+            let bucket = rotation.removeFirst()
+            guard var tasks = ready[bucket], let lease = tasks.first else {
+                ready[bucket] = nil
+                continue
+            }
+            guard let job = jobs[lease.jobID]?.job, job.state == .active else {
+                // The job was paused or cancelled since the claim: hand its tasks back.
+                releaseQueued(jobID: lease.jobID)
+                continue
+            }
+            let key = job.spec.kmsKeyARN.rawValue
+            if !bucketAllows(bucket, now: now) || !keyAllows(key, now: now) {
+                rotation.append(bucket)
+                skipped += 1
+                continue
+            }
+            skipped = 0
+            tasks.removeFirst()
+            queuedCount -= 1
+            if tasks.isEmpty { ready[bucket] = nil } else {
+                ready[bucket] = tasks
+                rotation.append(bucket)
+            }
+            global.take(now: now)
+            bucketCeilings[bucket]?.take(now: now)
+            keyBuckets[key]?.take(now: now)
+            send(lease, job: job, now: now)
+        }
+    }
+
+    private func bucketAllows(_ bucket: String, now: Double) -> Bool {
+        if bucketCeilings[bucket] == nil { bucketCeilings[bucket] = TokenBucket(rate: configuration.maxRPSPerBucket, now: now) }
+        if configuration.adaptive, let limit = bucketAdaptive[bucket]?.fillRate {
+            let ceiling = configuration.maxRPSPerBucket > 0 ? min(limit, configuration.maxRPSPerBucket) : limit
+            if bucketCeilings[bucket]!.rate != ceiling { bucketCeilings[bucket]!.setRate(ceiling, now: now) }
+        }
+        return bucketCeilings[bucket]!.available(now: now)
+    }
+
+    private func keyAllows(_ key: String, now: Double) -> Bool {
+        guard configuration.adaptive, let limit = keyAdaptive[key]?.fillRate else { return true }
+        if keyBuckets[key] == nil { keyBuckets[key] = TokenBucket(rate: limit, now: now) }
+        if keyBuckets[key]!.rate != limit { keyBuckets[key]!.setRate(limit, now: now) }
+        return keyBuckets[key]!.available(now: now)
+    }
+
+    private func send(_ lease: Lease, job: Job, now: Double) {
+        inFlight[lease.taskID] = lease
+        bucketAdaptive[lease.object.bucket, default: AdaptiveRate()].recordSend(now: now)
+        keyAdaptive[job.spec.kmsKeyARN.rawValue, default: AdaptiveRate()].recordSend(now: now)
+        let request = S3Request.updateObjectEncryption(lease.object, kmsKeyARN: job.spec.kmsKeyARN.rawValue,
+                                                       bucketKeyEnabled: job.spec.bucketKeyEnabled,
+                                                       expectedBucketOwner: job.spec.expectedBucketOwner?.rawValue)
+        let key = job.spec.kmsKeyARN.rawValue
+        client.send(request, object: lease.object) { [self] result in
+            queue.async { self.complete(lease, key: key, sentAt: now, result: result) }
+        }
+    }
+
+    private func complete(_ lease: Lease, key: String, sentAt: Double, result: S3Result) {
+        guard inFlight.removeValue(forKey: lease.taskID) != nil else { return }  // released at shutdown
+        let now = Self.now()
+        let classification: Classification
+        var error: S3Error?
+        var requestID: String?
+        var status: Int?
+        switch result {
+        case .success(let response):
+            classification = .succeeded
+            requestID = response.header("x-amz-request-id")
+            status = response.status
+        case .failure(let e):
+            classification = Classifier.classify(e)
+            error = e
+            requestID = e.requestID
+            status = e.status == 0 ? nil : e.status
+        }
+        let throttled = classification.isThrottle
+        if configuration.adaptive {
+            // A KMS SlowDown slows the key (every bucket using it); an S3 SlowDown slows the bucket.
+            var kmsThrottle = false
+            if case .retryable(.throttled(kms: true)) = classification { kmsThrottle = true }
+            bucketAdaptive[lease.object.bucket, default: AdaptiveRate()]
+                .recordResponse(throttled: throttled && !kmsThrottle, sentAt: sentAt, now: now)
+            keyAdaptive[key, default: AdaptiveRate()].recordResponse(throttled: kmsThrottle, sentAt: sentAt, now: now)
+        }
+        var attempts = lease.attempts + 1
+        var errors = lease.errors
+        var throttles = lease.throttles
+        let disposition: TaskResult.Disposition
+        switch classification {
+        case .succeeded:
+            disposition = .terminal(.succeeded)
+        case .terminal(let outcome):
+            disposition = .terminal(outcome)
+        case .retryable, .clockSkew, .wrongRegion, .expiredCredentials:
+            if throttled { throttles += 1; progress.throttled += 1 } else { errors += 1 }
+            if configuration.retry.exhausted(errors: errors, throttles: throttles) {
+                disposition = .terminal(.retriesExhausted)
+            } else {
+                let delay = configuration.retry.delay(retries: errors + throttles - 1,
+                                                      retryAfterMilliseconds: error?.retryAfterMilliseconds, using: &rng)
+                disposition = .retry(notBefore: now + delay)
+            }
+        }
+        attempts = max(attempts, 1)
+        results.append(TaskResult(taskID: lease.taskID, jobID: lease.jobID, disposition: disposition, attempts: attempts,
+                                  errors: errors, throttles: throttles, httpStatus: status,
+                                  errorCode: error.map { $0.code.isEmpty ? "ConnectionError" : $0.code },
+                                  errorMessage: error.map { $0.message }, requestID: requestID))
+        if results.count >= 1000, !recording { flushResults() }
+        dispatch(now: now)
+    }
+
+    private func flushResults() {
+        let batch = results
+        results.removeAll(keepingCapacity: true)
+        recording = true
+        let owner = configuration.owner
+        storeQueue.async { [self] in
+            do {
+                try store.record(batch, owner: owner, now: Self.now())
+                queue.async { [self] in
+                    recording = false
+                    for r in batch {
+                        switch r.disposition {
+                        case .terminal(let outcome):
+                            progress.recorded += 1
+                            if outcome == .succeeded { progress.succeeded += 1 } else { progress.failed += 1 }
+                            finishedSinceTick[r.jobID, default: 0] += 1
+                        case .retry: progress.retried += 1
+                        }
+                    }
+                }
+            } catch {
+                logger.critical("cannot record outcomes: \(error); stopping (leases will expire and the tasks run again)")
+                queue.async { [self] in
+                    recording = false
+                    failStore("\(error)")
+                }
+            }
+        }
+    }
+
+    private func claimMore(now: Double) {
+        claiming = true
+        let want = max(configuration.concurrency * 2, 256) - queuedCount
+        let owner = configuration.owner
+        let lease = configuration.leaseSeconds
+        storeQueue.async { [self] in
+            do {
+                let claimed = try store.claim(owner: owner, limit: want, now: Self.now(), leaseSeconds: lease)
+                queue.async { [self] in
+                    claiming = false
+                    if draining {
+                        release(claimed.map(\.taskID))
+                        return
+                    }
+                    for l in claimed {
+                        if ready[l.object.bucket] == nil {
+                            ready[l.object.bucket] = []
+                            rotation.append(l.object.bucket)
+                        }
+                        ready[l.object.bucket]!.append(l)
+                    }
+                    queuedCount += claimed.count
+                    if claimed.isEmpty { idleChecks += 1 } else { idleChecks = 0 }
+                    dispatch(now: Self.now())
+                }
+            } catch {
+                logger.critical("cannot claim tasks: \(error)")
+                queue.async { [self] in
+                    claiming = false
+                    failStore("\(error)")
+                }
+            }
+        }
+    }
+
+    private func everySecond(now: Double) {
+        // Rates per job, smoothed, for `status` and the ETA.
+        for (job, n) in finishedSinceTick {
+            jobRates[job] = (jobRates[job] ?? Double(n)) * 0.5 + Double(n) * 0.5
+        }
+        for job in jobRates.keys where finishedSinceTick[job] == nil { jobRates[job] = (jobRates[job] ?? 0) * 0.5 }
+        progress.ratePerSecond = jobRates.values.reduce(0, +)
+        finishedSinceTick.removeAll()
+        let rates = jobRates
+        let owner = configuration.owner
+        let leaseUntil = now + configuration.leaseSeconds
+        let threshold = (configuration.failureThresholdPercent, configuration.failureThresholdMinTasks)
+        storeQueue.async { [self] in
+            do {
+                try store.reportRates(rates, now: Self.now())
+                try store.renewLeases(owner: owner, until: leaseUntil)
+                _ = try store.expireLeases(now: Self.now())
+                for job in try store.applyFailureThreshold(percent: threshold.0, minTasks: threshold.1, now: Self.now()) {
+                    logger.error("job \(job.spec.name) paused itself: \(job.stateReason ?? "failure threshold crossed")")
+                }
+                let refreshed = try store.jobs()
+                let runnable = try store.runnableCount()
+                queue.async { [self] in
+                    applyJobs(refreshed)
+                    checkIdle(runnable: runnable)
+                }
+            } catch {
+                logger.error("job store: \(error)")
+            }
+        }
+    }
+
+    private func refreshJobs() {
+        if let all = try? store.jobs() { applyJobs(all) }
+    }
+
+    private func applyJobs(_ all: [Job]) {
+        var next: [Int64: JobInfo] = [:]
+        for job in all { next[job.id] = JobInfo(job: job) }
+        for (id, old) in jobs where old.job.state == .active && next[id]?.job.state != .active {
+            let state = next[id]?.job.state.rawValue ?? "gone"
+            logger.notice("job \(old.job.spec.name) is \(state): its queued tasks go back, calls in flight finish")
+            releaseQueued(jobID: id)
+        }
+        jobs = next
+    }
+
+    private func checkIdle(runnable: Int) {
+        guard configuration.untilIdle, !draining else { return }
+        // Results and completions still being recorded count as runnable until committed.
+        if runnable == 0 && inFlight.isEmpty && queuedCount == 0 && results.isEmpty && !recording {
+            storeQueue.async { [self] in
+                let done = (try? store.completeFinishedJobs(now: Self.now())) ?? []
+                for job in done { logger.notice("job \(job.spec.name) complete") }
+                queue.async { [self] in beginDrain(.idle) }
+            }
+        } else if runnable > 0 || !inFlight.isEmpty {
+            storeQueue.async { [self] in
+                for job in (try? store.completeFinishedJobs(now: Self.now())) ?? [] { logger.notice("job \(job.spec.name) complete") }
+            }
+        }
+    }
+
+    private func releaseQueued(jobID: Int64) {
+        var released: [Int64] = []
+        for (bucket, tasks) in ready {
+            let keep = tasks.filter { $0.jobID != jobID }
+            released += tasks.filter { $0.jobID == jobID }.map(\.taskID)
+            ready[bucket] = keep.isEmpty ? nil : Deque(keep)
+        }
+        rotation = Deque(rotation.filter { ready[$0] != nil })
+        queuedCount -= released.count
+        release(released)
+    }
+
+    private func release(_ ids: [Int64]) {
+        guard !ids.isEmpty else { return }
+        let owner = configuration.owner
+        storeQueue.async { [self] in
+            do { try store.release(taskIDs: ids, owner: owner) } catch { logger.error("cannot release tasks: \(error)") }
+        }
+    }
+
+    private func beginDrain(_ reason: EngineStop) {
+        guard !draining else { return }
+        draining = true
+        stopReason = reason
+        drainDeadline = Self.now() + configuration.shutdownGrace
+        let queued = ready.values.flatMap { $0.map(\.taskID) }
+        ready.removeAll()
+        rotation.removeAll()
+        queuedCount = 0
+        release(queued)
+        if reason != .idle {
+            logger.notice("stopping: \(inFlight.count) calls in flight may take up to \(Int(configuration.shutdownGrace)) s")
+        }
+    }
+
+    private func failStore(_ message: String) {
+        beginDrain(.storeFailure(message))
+    }
+
+    private func checkDrained(now: Double) {
+        let timedOut = drainDeadline.map { now >= $0 } ?? false
+        guard inFlight.isEmpty || timedOut, !claiming else { return }
+        if !results.isEmpty {
+            if !recording { flushResults() }
+            return
+        }
+        guard !recording else { return }
+        let leftover = Array(inFlight.keys)
+        inFlight.removeAll()
+        timer?.cancel()
+        timer = nil
+        storeQueue.async { [self] in
+            if !leftover.isEmpty {
+                logger.warning("\(leftover.count) calls did not finish within the grace period; their tasks go back to the queue")
+                try? store.release(taskIDs: leftover, owner: configuration.owner)
+            }
+            finished.signal()
+        }
+    }
+}

@@ -1,0 +1,313 @@
+import CSQLite
+import Domain
+import Foundation
+
+extension SQLiteJobStore: TaskQueue {
+    public func claim(owner: String, limit: Int, now: Double, leaseSeconds: Double) throws -> [Lease] {
+        guard limit > 0 else { return [] }
+        return try withDatabase { db in
+            try db.writeTransaction {
+                let jobs = try db.prepare("SELECT id FROM jobs WHERE state = 'active' ORDER BY priority DESC, id")
+                var jobIDs: [Int64] = []
+                try jobs.forEachRow { jobIDs.append($0.int64(0)) }
+                let select = try db.prepare("""
+                    SELECT id, bucket, key, version_id, attempts, errors, throttles FROM tasks
+                    WHERE job_id = ? AND state = 'pending' AND next_attempt_at <= ?
+                    ORDER BY next_attempt_at, id LIMIT ?
+                    """)
+                let lease = try db.prepare("""
+                    UPDATE tasks SET state = 'in_flight', lease_owner = ?, lease_expires_at = ?,
+                                     started_at = coalesce(started_at, ?) WHERE id = ?
+                    """)
+                var claimed: [Lease] = []
+                for jobID in jobIDs where claimed.count < limit {
+                    select.bind(1, jobID)
+                    select.bind(2, now)
+                    select.bind(3, limit - claimed.count)
+                    var batch: [Lease] = []
+                    try select.forEachRow { r in
+                        let version = r.string(3)
+                        batch.append(Lease(taskID: r.int64(0), jobID: jobID,
+                                           object: ObjectRef(bucket: r.string(1), key: r.string(2), versionId: version.isEmpty ? nil : version),
+                                           attempts: r.int(4), errors: r.int(5), throttles: r.int(6)))
+                    }
+                    for l in batch {
+                        lease.bind(1, owner)
+                        lease.bind(2, now + leaseSeconds)
+                        lease.bind(3, now)
+                        lease.bind(4, l.taskID)
+                        try lease.run()
+                    }
+                    if !batch.isEmpty {
+                        try addCounts(db, jobID: jobID, state: .pending, outcome: nil, delta: -batch.count)
+                        try addCounts(db, jobID: jobID, state: .inFlight, outcome: nil, delta: batch.count)
+                    }
+                    claimed += batch
+                }
+                return claimed
+            }
+        }
+    }
+
+    @discardableResult
+    public func record(_ results: [TaskResult], owner: String, now: Double) throws -> Int {
+        guard !results.isEmpty else { return 0 }
+        return try withDatabase { db in
+            try db.writeTransaction {
+                let finish = try db.prepare("""
+                    UPDATE tasks SET state = ?, outcome = ?, attempts = ?, errors = ?, throttles = ?, http_status = ?,
+                        error_code = ?, error_message = ?, request_id = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL
+                    WHERE id = ? AND state = 'in_flight' AND lease_owner = ?
+                    """)
+                let again = try db.prepare("""
+                    UPDATE tasks SET state = 'pending', next_attempt_at = ?, attempts = ?, errors = ?, throttles = ?, http_status = ?,
+                        error_code = ?, error_message = ?, request_id = ?, lease_owner = NULL, lease_expires_at = NULL
+                    WHERE id = ? AND state = 'in_flight' AND lease_owner = ?
+                    """)
+                var deltas: [CounterKey: Int] = [:]
+                var recorded = 0
+                for r in results {
+                    switch r.disposition {
+                    case .terminal(let outcome):
+                        let state: TaskState = outcome == .succeeded ? .succeeded : (outcome.isSkipped ? .skipped : .failed)
+                        finish.bind(1, state.rawValue)
+                        finish.bind(2, outcome.rawValue)
+                        finish.bind(3, r.attempts)
+                        finish.bind(4, r.errors)
+                        finish.bind(5, r.throttles)
+                        finish.bind(6, r.httpStatus)
+                        finish.bind(7, r.errorCode)
+                        finish.bind(8, r.errorMessage)
+                        finish.bind(9, r.requestID)
+                        finish.bind(10, now)
+                        finish.bind(11, r.taskID)
+                        finish.bind(12, owner)
+                        try finish.run()
+                        guard db.changes == 1 else { continue }
+                        deltas[CounterKey(jobID: r.jobID, state: .inFlight, outcome: nil), default: 0] -= 1
+                        deltas[CounterKey(jobID: r.jobID, state: state, outcome: outcome), default: 0] += 1
+                    case .retry(let notBefore):
+                        again.bind(1, notBefore)
+                        again.bind(2, r.attempts)
+                        again.bind(3, r.errors)
+                        again.bind(4, r.throttles)
+                        again.bind(5, r.httpStatus)
+                        again.bind(6, r.errorCode)
+                        again.bind(7, r.errorMessage)
+                        again.bind(8, r.requestID)
+                        again.bind(9, r.taskID)
+                        again.bind(10, owner)
+                        try again.run()
+                        guard db.changes == 1 else { continue }
+                        deltas[CounterKey(jobID: r.jobID, state: .inFlight, outcome: nil), default: 0] -= 1
+                        deltas[CounterKey(jobID: r.jobID, state: .pending, outcome: nil), default: 0] += 1
+                    }
+                    recorded += 1
+                }
+                for (k, d) in deltas { try addCounts(db, jobID: k.jobID, state: k.state, outcome: k.outcome, delta: d) }
+                return recorded
+            }
+        }
+    }
+
+    public func release(taskIDs: [Int64], owner: String) throws {
+        guard !taskIDs.isEmpty else { return }
+        try withDatabase { db in
+            try db.writeTransaction {
+                let find = try db.prepare("SELECT job_id FROM tasks WHERE id = ? AND state = 'in_flight' AND lease_owner = ?")
+                let put = try db.prepare("UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL WHERE id = ?")
+                var perJob: [Int64: Int] = [:]
+                for id in taskIDs {
+                    find.bind(1, id)
+                    find.bind(2, owner)
+                    var job: Int64?
+                    try find.forEachRow { job = $0.int64(0) }
+                    guard let job else { continue }
+                    put.bind(1, id)
+                    try put.run()
+                    perJob[job, default: 0] += 1
+                }
+                for (job, n) in perJob {
+                    try addCounts(db, jobID: job, state: .inFlight, outcome: nil, delta: -n)
+                    try addCounts(db, jobID: job, state: .pending, outcome: nil, delta: n)
+                }
+            }
+        }
+    }
+
+    public func renewLeases(owner: String, until: Double) throws {
+        try withDatabase { db in
+            let s = try db.prepare("UPDATE tasks SET lease_expires_at = ? WHERE state = 'in_flight' AND lease_owner = ?")
+            s.bind(1, until)
+            s.bind(2, owner)
+            try s.run()
+        }
+    }
+
+    @discardableResult
+    public func expireLeases(now: Double) throws -> Int {
+        try withDatabase { db in
+            try db.writeTransaction {
+                let count = try db.prepare("""
+                    SELECT job_id, count(*) FROM tasks WHERE state = 'in_flight' AND lease_expires_at < ? GROUP BY job_id
+                    """)
+                count.bind(1, now)
+                var perJob: [(Int64, Int)] = []
+                try count.forEachRow { perJob.append(($0.int64(0), $0.int(1))) }
+                guard !perJob.isEmpty else { return 0 }
+                let put = try db.prepare("""
+                    UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL
+                    WHERE state = 'in_flight' AND lease_expires_at < ?
+                    """)
+                put.bind(1, now)
+                try put.run()
+                for (job, n) in perJob {
+                    try addCounts(db, jobID: job, state: .inFlight, outcome: nil, delta: -n)
+                    try addCounts(db, jobID: job, state: .pending, outcome: nil, delta: n)
+                }
+                return perJob.reduce(0) { $0 + $1.1 }
+            }
+        }
+    }
+
+    public func retry(job name: String, outcomes: [OutcomeClass], now: Double) throws -> Int {
+        try withDatabase { db in
+            try db.writeTransaction {
+                let find = try db.prepare("SELECT id, state FROM jobs WHERE name = ?")
+                find.bind(1, name)
+                var found: (Int64, String)?
+                try find.forEachRow { found = ($0.int64(0), $0.string(1)) }
+                guard let (jobID, state) = found else { throw JobStoreError.noSuchJob(name) }
+                if state == JobState.cancelled.rawValue { throw JobStoreError("job '\(name)' is cancelled; its tasks cannot be retried") }
+                let classes = outcomes.isEmpty ? OutcomeClass.failureClasses : outcomes
+                var total = 0
+                let put = try db.prepare("""
+                    UPDATE tasks SET state = 'pending', outcome = NULL, attempts = 0, errors = 0, throttles = 0, next_attempt_at = 0,
+                        finished_at = NULL WHERE job_id = ? AND state = 'failed' AND outcome = ?
+                    """)
+                for c in classes {
+                    put.bind(1, jobID)
+                    put.bind(2, c.rawValue)
+                    try put.run()
+                    let n = db.changes
+                    if n > 0 {
+                        try addCounts(db, jobID: jobID, state: .failed, outcome: c, delta: -n)
+                        try addCounts(db, jobID: jobID, state: .pending, outcome: nil, delta: n)
+                    }
+                    total += n
+                }
+                if total > 0 {
+                    let reopen = try db.prepare("UPDATE jobs SET state = 'active', state_reason = NULL, updated_at = ? WHERE id = ?")
+                    reopen.bind(1, now)
+                    reopen.bind(2, jobID)
+                    try reopen.run()
+                }
+                return total
+            }
+        }
+    }
+
+    public func completeFinishedJobs(now: Double) throws -> [Job] {
+        try withDatabase { db in
+            try db.writeTransaction {
+                let find = try db.prepare("""
+                    SELECT j.name FROM jobs j WHERE j.state = 'active' AND NOT EXISTS (
+                        SELECT 1 FROM task_counts c WHERE c.job_id = j.id AND c.state IN ('pending', 'in_flight') AND c.n > 0)
+                    """)
+                var names: [String] = []
+                try find.forEachRow { names.append($0.string(0)) }
+                let set = try db.prepare("UPDATE jobs SET state = 'complete', state_reason = NULL, updated_at = ? WHERE name = ?")
+                for name in names {
+                    set.bind(1, now)
+                    set.bind(2, name)
+                    try set.run()
+                }
+                return try names.compactMap { try fetchJobLocked(db, named: $0) }
+            }
+        }
+    }
+
+    public func applyFailureThreshold(percent: Double, minTasks: Int, now: Double) throws -> [Job] {
+        try withDatabase { db in
+            try db.writeTransaction {
+                let find = try db.prepare("""
+                    SELECT j.name,
+                        coalesce(sum(CASE WHEN c.state = 'failed' THEN c.n END), 0),
+                        coalesce(sum(CASE WHEN c.state IN ('failed', 'succeeded') THEN c.n END), 0)
+                    FROM jobs j JOIN task_counts c ON c.job_id = j.id
+                    WHERE j.state = 'active' GROUP BY j.id
+                    """)
+                var crossed: [(String, Int, Int)] = []
+                try find.forEachRow { r in
+                    let failed = r.int(1), finished = r.int(2)
+                    if finished >= max(1, minTasks), Double(failed) * 100 > percent * Double(finished) {
+                        crossed.append((r.string(0), failed, finished))
+                    }
+                }
+                let set = try db.prepare("UPDATE jobs SET state = 'failed', state_reason = ?, updated_at = ? WHERE name = ?")
+                for (name, failed, finished) in crossed {
+                    let share = Double(failed) * 100 / Double(finished)
+                    set.bind(1, String(format: "failure threshold crossed: %d of %d finished tasks failed (%.1f%% > %.0f%%); "
+                        + "check the outcomes, fix the cause, then `reencryptd resume --job %@`", failed, finished, share, percent, name))
+                    set.bind(2, now)
+                    set.bind(3, name)
+                    try set.run()
+                }
+                return try crossed.compactMap { try fetchJobLocked(db, named: $0.0) }
+            }
+        }
+    }
+
+    public func reportRates(_ perSecond: [Int64: Double], now: Double) throws {
+        try withDatabase { db in
+            let s = try db.prepare("""
+                INSERT INTO job_rates (job_id, per_second, measured_at) VALUES (?, ?, ?)
+                ON CONFLICT (job_id) DO UPDATE SET per_second = excluded.per_second, measured_at = excluded.measured_at
+                """)
+            for (job, rate) in perSecond {
+                s.bind(1, job)
+                s.bind(2, rate)
+                s.bind(3, now)
+                try s.run()
+            }
+        }
+    }
+
+    public func runnableCount() throws -> Int {
+        try withDatabase { db in
+            let s = try db.prepare("""
+                SELECT coalesce(sum(c.n), 0) FROM task_counts c JOIN jobs j ON j.id = c.job_id
+                WHERE j.state = 'active' AND c.state IN ('pending', 'in_flight')
+                """)
+            defer { s.reset() }
+            return try s.step() ? s.int(0) : 0
+        }
+    }
+
+    public func forEachTask(job name: String, failedOnly: Bool, _ body: (TaskRecord) throws -> Void) throws {
+        try withDatabase { db in
+            guard let job = try fetchJobLocked(db, named: name) else { throw JobStoreError.noSuchJob(name) }
+            let s = try db.prepare("""
+                SELECT bucket, key, version_id, state, outcome, attempts, http_status, error_code, error_message, request_id,
+                       created_at, started_at, finished_at
+                FROM tasks WHERE job_id = ? \(failedOnly ? "AND state = 'failed'" : "") ORDER BY id
+                """)
+            s.bind(1, job.id)
+            try s.forEachRow { r in
+                let version = r.string(2)
+                try body(TaskRecord(object: ObjectRef(bucket: r.string(0), key: r.string(1), versionId: version.isEmpty ? nil : version),
+                                    state: TaskState(rawValue: r.string(3)) ?? .pending,
+                                    outcome: r.optionalString(4).map { OutcomeClass(rawValue: $0) }, attempts: r.int(5),
+                                    httpStatus: r.optionalInt(6), errorCode: r.optionalString(7), errorMessage: r.optionalString(8),
+                                    requestID: r.optionalString(9), createdAt: r.double(10), startedAt: r.optionalDouble(11),
+                                    finishedAt: r.optionalDouble(12)))
+            }
+        }
+    }
+}
+
+struct CounterKey: Hashable {
+    var jobID: Int64
+    var state: TaskState
+    var outcome: OutcomeClass?
+}
