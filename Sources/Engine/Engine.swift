@@ -287,10 +287,16 @@ public final class Engine: @unchecked Sendable {
         results.removeAll(keepingCapacity: true)
         recording = true
         let owner = configuration.owner
+        let threshold = (configuration.failureThresholdPercent, configuration.failureThresholdMinTasks)
         storeQueue.async { [self] in
             do {
                 try store.record(batch, owner: owner, now: Self.now())
+                // The threshold is checked after every batch, so a misconfigured key stops within one batch.
+                let paused = try store.applyFailureThreshold(percent: threshold.0, minTasks: threshold.1, now: Self.now())
+                for job in paused { logger.error("job \(job.spec.name) paused itself: \(job.stateReason ?? "failure threshold crossed")") }
+                let refreshed = paused.isEmpty ? nil : try store.jobs()
                 queue.async { [self] in
+                    if let refreshed { applyJobs(refreshed) }
                     recording = false
                     for r in batch {
                         switch r.disposition {
@@ -358,15 +364,11 @@ public final class Engine: @unchecked Sendable {
         let rates = jobRates
         let owner = configuration.owner
         let leaseUntil = now + configuration.leaseSeconds
-        let threshold = (configuration.failureThresholdPercent, configuration.failureThresholdMinTasks)
         storeQueue.async { [self] in
             do {
                 try store.reportRates(rates, now: Self.now())
                 try store.renewLeases(owner: owner, until: leaseUntil)
                 _ = try store.expireLeases(now: Self.now())
-                for job in try store.applyFailureThreshold(percent: threshold.0, minTasks: threshold.1, now: Self.now()) {
-                    logger.error("job \(job.spec.name) paused itself: \(job.stateReason ?? "failure threshold crossed")")
-                }
                 let refreshed = try store.jobs()
                 let runnable = try store.runnableCount()
                 queue.async { [self] in

@@ -79,7 +79,8 @@ struct AdaptiveRate {
     mutating func recordSend(now: Double) {
         let t = (now * 2).rounded(.down) / 2
         bucketCount += 1
-        if bucketStart == 0 {
+        if !started {
+            started = true
             bucketStart = t
             firstSend = now
         } else if t > bucketStart {
@@ -91,6 +92,7 @@ struct AdaptiveRate {
     }
 
     private var firstSend = 0.0
+    private var started = false
 
     /// The smoothed send rate, or an estimate from the sends so far while no window has completed.
     func sendRate(now: Double) -> Double {

@@ -113,7 +113,9 @@ struct Demo: ParsableCommand {
         }
         let counters = simulator.state.snapshotCounters
         print("\noutcome classes:")
-        for (c, n) in byClass.sorted(by: { $0.value > $1.value }) { print(String(format: "  %-24@ %7d", c.rawValue, n)) }
+        for (c, n) in byClass.sorted(by: { $0.value > $1.value }) {
+            print("  " + c.rawValue.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: "%7d", n))
+        }
         print(String(format: "\n%d objects in %.1f s (%.0f objects/s end to end); simulator: %d UpdateObjectEncryption calls, "
             + "%d throttled, %d injected errors, %d resets, %d duplicate updates",
                      total, seconds, Double(total) / seconds, counters.updateCalls, counters.throttled,

@@ -1,0 +1,71 @@
+import Domain
+@testable import Engine
+import Foundation
+import JobStore
+import Logging
+import S3
+import S3Sim
+import XCTest
+
+/// A simulator with a generated population, a store holding it as one job, and a client, for engine tests.
+final class EngineHarness: @unchecked Sendable {
+    let simulator: S3Simulator
+    let client: S3Client
+    let store: SQLiteJobStore
+    let storePath: String
+    var population: Population
+    let dir: URL
+
+    init(objects: Int, spec adjust: (inout PopulationSpec) -> Void = { _ in }, viaInventoryEveryOther: Bool = false) throws {
+        simulator = S3Simulator()
+        try simulator.start()
+        var spec = PopulationSpec()
+        spec.objects = objects
+        adjust(&spec)
+        population = Population(spec: spec)
+        population.generate(into: simulator.state)
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("engine-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        storePath = dir.appendingPathComponent("store.sqlite3").path
+        store = try SQLiteJobStore(path: storePath)
+        var transport = TransportConfiguration()
+        transport.requestTimeout = 2
+        transport.connectTimeout = 1
+        client = try S3Client(configuration: S3ClientConfiguration(endpoint: try S3Endpoint(url: simulator.endpointURL), transport: transport),
+                              credentials: StaticCredentialProvider(AWSCredentials(accessKeyID: SimCredential.default.accessKeyID,
+                                                                                   secretAccessKey: SimCredential.default.secretAccessKey)))
+        let arn = try KMSKeyARN(population.targetKeyARN)
+        _ = try store.submit(JobSpec(name: "job", kmsKeyARN: arn, bucketKeyEnabled: true), now: Date().timeIntervalSince1970) { sink in
+            for e in population.entries { _ = try sink.add(e.object, skippedAs: nil) }
+        }
+    }
+
+    static func fastConfiguration() -> EngineConfiguration {
+        var c = EngineConfiguration()
+        c.concurrency = 64
+        c.retry = RetryPolicy(maxAttempts: 4, base: 0.01, cap: 0.05)
+        c.untilIdle = true
+        c.leaseSeconds = 30
+        c.failureThresholdMinTasks = 1_000_000
+        c.shutdownGrace = 5
+        return c
+    }
+
+    func run(_ configuration: EngineConfiguration = EngineHarness.fastConfiguration()) -> EngineStop {
+        var logger = Logger(label: "engine-test")
+        logger.logLevel = .critical
+        return Engine(store: store, client: client, configuration: configuration, logger: logger).run()
+    }
+
+    /// Every task's outcome (nil while not terminal).
+    func outcomes() throws -> [ObjectRef: OutcomeClass?] {
+        var map: [ObjectRef: OutcomeClass?] = [:]
+        try store.forEachTask(job: "job", failedOnly: false) { map[$0.object] = $0.state.isTerminal ? $0.outcome : nil }
+        return map
+    }
+
+    deinit {
+        client.shutdown()
+        simulator.stop()
+    }
+}

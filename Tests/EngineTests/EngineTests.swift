@@ -1,0 +1,120 @@
+import Domain
+@testable import Engine
+import Foundation
+import JobStore
+import S3
+import S3Sim
+import XCTest
+
+final class EngineTests: XCTestCase {
+    /// A mixed population covering every outcome class, under throttling, 500s, resets and errors inside 200s:
+    /// every task ends with its class, and the simulator's state agrees with the store.
+    func testEveryTaskEndsWithTheRightClassUnderFaultsAndTheSimulatorAgrees() throws {
+        let h = try EngineHarness(objects: 1500) { spec in
+            spec.unencrypted = 0.03; spec.sseC = 0.02; spec.dsseKMS = 0.02; spec.governance = 0.02; spec.compliance = 0.02
+            spec.legalHold = 0.02; spec.denied = 0.03; spec.missing = 0.03; spec.badVersion = 0.02; spec.broken = 0.01
+            spec.foreignOwner = 0.02
+        }
+        var faults = SimFaults()
+        faults.throttleRPS = 800
+        faults.errorRate = 0.02
+        faults.resetRate = 0.01
+        faults.errorIn200Rate = 0.01
+        h.simulator.service.faults = faults
+        XCTAssertEqual(h.run(), .idle)
+        let outcomes = try h.outcomes()
+        XCTAssertEqual(outcomes.count, 1500)
+        var seen = Set<OutcomeClass>()
+        for e in h.population.entries {
+            let got = outcomes[e.object] ?? nil
+            XCTAssertEqual(got, e.expectedViaCSV, "\(e.object)")
+            if let got { seen.insert(got) }
+            // The simulator's view: succeeded objects were updated (at least once; a retry after a lost answer may
+            // update twice, which is harmless); nothing else was.
+            if let v = h.simulator.state.version(bucket: e.object.bucket, key: e.object.key, versionID: e.object.versionId) {
+                if got == .succeeded {
+                    XCTAssertEqual(v.encryption, .sseKMS(keyARN: h.population.targetKeyARN, bucketKey: true))
+                    XCTAssertGreaterThanOrEqual(v.updates, 1)
+                } else {
+                    XCTAssertEqual(v.updates, 0, "\(e.object) ended \(String(describing: got)) but was updated")
+                }
+            }
+        }
+        XCTAssertEqual(seen, Set([.succeeded] + OutcomeClass.failureClasses), "every call-time class occurs")
+        let counters = h.simulator.state.snapshotCounters
+        XCTAssertGreaterThan(counters.throttled + counters.injectedErrors + counters.injectedResets, 0, "faults were exercised")
+        XCTAssertTrue(try h.store.countersAgreeWithTasks())
+        XCTAssertEqual(try h.store.job(named: "job")?.state, .complete)
+        // retries-exhausted keeps the last error.
+        try h.store.forEachTask(job: "job", failedOnly: true) { t in
+            if t.outcome == .retriesExhausted {
+                XCTAssertEqual(t.errorCode, "InternalError")
+                XCTAssertGreaterThanOrEqual(t.attempts, 4, "4 errors (throttles on the way cost a quarter each)")
+            }
+        }
+        // Terminal classes are never retried: each such object saw exactly one call that reached it (injected faults
+        // answer before the object is looked at, and are retried).
+        for e in h.population.entries where [.objectLock, .accessDenied, .unsupportedEncryption, .kmsKeyDenied].contains(e.expectedViaCSV) {
+            XCTAssertEqual(h.simulator.state.version(bucket: e.object.bucket, key: e.object.key, versionID: e.object.versionId)?.calls, 1,
+                           "\(e.object)")
+        }
+    }
+
+    func testRetryPutsChosenFailuresBackAndTheyCanSucceed() throws {
+        let h = try EngineHarness(objects: 300) { $0.denied = 0.2 }
+        XCTAssertEqual(h.run(), .idle)
+        let denied = h.population.entries.filter { $0.expectedViaCSV == .accessDenied }.map(\.object)
+        XCTAssertFalse(denied.isEmpty)
+        // The operator fixes the policy, then retries only access-denied.
+        h.simulator.state.withLock { buckets, _ in
+            for o in denied { buckets[o.bucket]!.objects[o.key]![0].denyUpdate = false }
+        }
+        XCTAssertEqual(try h.store.retry(job: "job", outcomes: [.accessDenied], now: Date().timeIntervalSince1970), denied.count)
+        XCTAssertEqual(try h.store.job(named: "job")?.state, .active)
+        XCTAssertEqual(h.run(), .idle)
+        let outcomes = try h.outcomes()
+        for o in denied { XCTAssertEqual(outcomes[o] ?? nil, .succeeded) }
+        XCTAssertTrue(try h.store.countersAgreeWithTasks())
+    }
+
+    func testFailureThresholdPausesTheJobWithAReason() throws {
+        let h = try EngineHarness(objects: 400) { $0.denied = 0.9 }
+        var faults = SimFaults()
+        faults.latency = .fixed(milliseconds: 5)
+        h.simulator.service.faults = faults
+        var c = EngineHarness.fastConfiguration()
+        c.failureThresholdMinTasks = 50
+        c.failureThresholdPercent = 50
+        c.concurrency = 8
+        XCTAssertEqual(h.run(c), .idle)
+        let job = try XCTUnwrap(h.store.job(named: "job"))
+        XCTAssertEqual(job.state, .failed)
+        XCTAssertTrue(job.stateReason?.contains("failure threshold crossed") ?? false, job.stateReason ?? "")
+        let summary = try XCTUnwrap(h.store.summaries(now: 0).first)
+        XCTAssertGreaterThan(summary.tasks[.pending] ?? 0, 0, "the job stopped before burning through every object")
+    }
+
+    func testBackoffIsStoredAsTheNextAttemptTime() throws {
+        let h = try EngineHarness(objects: 20) { $0.broken = 1 }  // every call answers 500
+        var c = EngineHarness.fastConfiguration()
+        c.retry = RetryPolicy(maxAttempts: 3, base: 30, cap: 60)  // long backoff: the first retry waits
+        c.untilIdle = false
+        let engine = Engine(store: h.store, client: h.client, configuration: c, logger: .init(label: "t"))
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        // Wait (bounded) until every task has failed once and gone back to pending with a future next attempt.
+        let deadline = Date().addingTimeInterval(20)
+        var pending = 0
+        while Date() < deadline {
+            pending = try h.store.summaries(now: 0).first?.tasks[.pending] ?? 0
+            if pending == 20 && h.simulator.state.snapshotCounters.updateCalls >= 20 { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        engine.requestStop()
+        done.wait()
+        XCTAssertEqual(pending, 20)
+        // A new engine finds nothing due: the backoff survived in the store.
+        XCTAssertEqual(try h.store.claim(owner: "other", limit: 100, now: Date().timeIntervalSince1970, leaseSeconds: 10).count, 0)
+        XCTAssertEqual(try h.store.claim(owner: "other", limit: 100, now: Date().timeIntervalSince1970 + 120, leaseSeconds: 10).count, 20)
+    }
+}
