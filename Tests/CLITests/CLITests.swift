@@ -102,3 +102,18 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(text.contains("progress   1/2 (50.0%)"), text)
     }
 }
+
+final class StopAtTests: XCTestCase {
+    func testStopAtIsTheNextOccurrenceOfTheLocalTime() throws {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let now = Date(timeIntervalSince1970: 1_800_000_000)  // 2027-01-15 08:00:00 UTC
+        let later = try Run.nextOccurrence(of: "09:30", after: now, calendar: calendar)
+        XCTAssertEqual(later.timeIntervalSince(now), 5400)
+        let tomorrow = try Run.nextOccurrence(of: "06:00", after: now, calendar: calendar)
+        XCTAssertEqual(tomorrow.timeIntervalSince(now), 22 * 3600)
+        for bad in ["25:00", "9:5", "noon", "12:60"] {
+            XCTAssertThrowsError(try Run.nextOccurrence(of: bad, after: now, calendar: calendar), bad)
+        }
+    }
+}
