@@ -61,6 +61,15 @@ public final class SimService: @unchecked Sendable {
     private var random = SplitMix64(seed: 0x5EED)
     private var requestCounter: UInt64 = 0
     private var signers: [String: SigV4Signer] = [:]
+    private var dateSecond = 0
+    private var dateHeader = ""
+
+    static func hex16(_ v: UInt64) -> String {
+        let digits = Array("0123456789ABCDEF".utf8)
+        var out = [UInt8](repeating: 0, count: 16)
+        for i in 0..<16 { out[15 - i] = digits[Int((v >> (UInt64(i) * 4)) & 15)] }
+        return String(decoding: out, as: UTF8.self)
+    }
 
     public init(state: SimState, credentials: [SimCredential] = [.default], verifySignatures: Bool = true) {
         self.state = state
@@ -95,9 +104,14 @@ public final class SimService: @unchecked Sendable {
     // MARK: Entry point
 
     public func handle(_ request: SimRequest) -> SimResponse {
-        let requestID = lock.withLock { () -> String in
+        let (requestID, date) = lock.withLock { () -> (String, String) in
             requestCounter &+= 1
-            return String(format: "%016llX", requestCounter &* 0x2545F4914F6CDD1D)
+            let second = Int(Date().timeIntervalSince1970 + _faults.clockOffsetSeconds)
+            if second != dateSecond {
+                dateSecond = second
+                dateHeader = HTTPDate.format(Date(timeIntervalSince1970: Double(second)))
+            }
+            return (Self.hex16(requestCounter &* 0x2545F4914F6CDD1D), dateHeader)
         }
         var response = route(request, requestID: requestID)
         if response.fault == nil {
@@ -106,11 +120,8 @@ public final class SimService: @unchecked Sendable {
         }
         response.headers.append(("x-amz-request-id", requestID))
         response.headers.append(("x-amz-id-2", "sim/" + requestID))
-        response.headers.append(("Date", HTTPDate.format(now)))
-        state.count {
-            $0.requests += 1
-            $0.byStatus[String(response.status), default: 0] += 1
-        }
+        response.headers.append(("Date", date))
+        state.count { $0.countResponse(response.status) }
         return response
     }
 

@@ -106,6 +106,14 @@ public struct SimCounters: Sendable, Equatable, Codable {
     public var signatureFailures = 0
     public var wrongRegion = 0
     public var byStatus: [String: Int] = [:]
+
+    mutating func countResponse(_ status: Int) {
+        requests += 1
+        byStatus[Self.statusKeys[status] ?? String(status), default: 0] += 1
+    }
+
+    private static let statusKeys: [Int: String] = Dictionary(uniqueKeysWithValues:
+        [200, 204, 301, 400, 403, 404, 405, 500, 501, 503].map { ($0, String($0)) })
 }
 
 /// The simulator's buckets and counters behind one lock (NIOLock: cheap, uncontended in the common case).

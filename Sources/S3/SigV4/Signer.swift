@@ -114,7 +114,7 @@ public final class SigV4Signer: @unchecked Sendable {
     public let service: String
     public let region: String
     // Guarded by `lock`; @unchecked Sendable is sound because nothing else touches it.
-    private var keyCache: (id: String, key: [UInt8])?
+    private var keyCache: (day: String, accessKeyID: String, secret: String, key: [UInt8])?
     private let lock = NSLock()
 
     public init(service: String, region: String) {
@@ -123,29 +123,75 @@ public final class SigV4Signer: @unchecked Sendable {
     }
 
     public struct Signed: Sendable {
-        public let canonicalRequest: String
-        public let stringToSign: String
+        let canonicalRequestBytes: [UInt8]
+        let stringToSignBytes: [UInt8]
         public let signature: String
         public let signedHeaders: String
         public let authorization: String
+        public var canonicalRequest: String { String(decoding: canonicalRequestBytes, as: UTF8.self) }
+        public var stringToSign: String { String(decoding: stringToSignBytes, as: UTF8.self) }
     }
 
     /// The canonical request and the `;`-joined signed header names.
     public func canonicalRequest(_ r: SigV4Request) -> (text: String, signedHeaders: String) {
-        var headers: [(String, String)] = []
+        let (bytes, signed) = canonicalRequestBytes(r)
+        return (String(decoding: bytes, as: UTF8.self), signed)
+    }
+
+    /// Built as bytes in one buffer: this runs for every request on both sides of a benchmark.
+    func canonicalRequestBytes(_ r: SigV4Request) -> ([UInt8], String) {
+        var headers: [(name: String, value: String)] = []
         headers.reserveCapacity(r.headers.count)
-        for (name, value) in r.headers { headers.append((name.lowercased(), Self.canonicalValue(value))) }
-        headers.sort { $0.0 < $1.0 }  // stable: duplicate names keep their order, as the suite requires
-        var merged: [(String, String)] = []
-        for (name, value) in headers {
-            if let last = merged.last, last.0 == name { merged[merged.count - 1].1 += "," + value }
-            else { merged.append((name, value)) }
+        for (name, value) in r.headers {
+            headers.append((Self.isLowercase(name) ? name : name.lowercased(), Self.canonicalValue(value)))
         }
-        let signedHeaders = merged.map(\.0).joined(separator: ";")
-        var text = r.method + "\n" + r.canonicalURI + "\n" + Self.canonicalQuery(r.query) + "\n"
-        for (name, value) in merged { text += name + ":" + value + "\n" }
-        text += "\n" + signedHeaders + "\n" + r.payloadHash
-        return (text, signedHeaders)
+        // Stable sort: duplicate names keep their order, as the suite requires.
+        if !Self.isSorted(headers) {
+            headers = headers.enumerated().sorted { $0.element.name != $1.element.name ? $0.element.name < $1.element.name : $0.offset < $1.offset }
+                .map(\.element)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(512)
+        out += r.method.utf8
+        out.append(0x0A)
+        out += r.canonicalURI.utf8
+        out.append(0x0A)
+        out += Self.canonicalQuery(r.query).utf8
+        out.append(0x0A)
+        var signed: [UInt8] = []
+        var previous: String?
+        for (name, value) in headers {
+            if name == previous {
+                out.removeLast()  // the newline: fold duplicates into one line, comma-separated
+                out.append(0x2C)
+                out += value.utf8
+                out.append(0x0A)
+                continue
+            }
+            if previous != nil { signed.append(0x3B) }
+            signed += name.utf8
+            previous = name
+            out += name.utf8
+            out.append(0x3A)
+            out += value.utf8
+            out.append(0x0A)
+        }
+        out.append(0x0A)
+        out += signed
+        out.append(0x0A)
+        out += r.payloadHash.utf8
+        return (out, String(decoding: signed, as: UTF8.self))
+    }
+
+    static func isLowercase(_ s: String) -> Bool { !s.utf8.contains { $0 >= 0x41 && $0 <= 0x5A } }
+
+    static func isSorted(_ h: [(name: String, value: String)]) -> Bool {
+        var i = 1
+        while i < h.count {
+            if h[i - 1].name > h[i].name { return false }
+            i += 1
+        }
+        return true
     }
 
     static func canonicalQuery(_ query: [(name: String, value: String)]) -> String {
@@ -160,6 +206,16 @@ public final class SigV4Signer: @unchecked Sendable {
 
     /// Trims, and folds runs of white space (including folded header lines) into one space.
     static func canonicalValue(_ value: String) -> String {
+        // Fast path: most values have nothing to trim or fold.
+        var clean = true
+        var previousSpace = true
+        for b in value.utf8 {
+            let space = b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D
+            if space && (previousSpace || b != 0x20) { clean = false; break }
+            previousSpace = space
+        }
+        if clean && !previousSpace { return value }
+        if value.isEmpty { return value }
         var out: [UInt8] = []
         out.reserveCapacity(value.utf8.count)
         var pendingSpace = false
@@ -180,28 +236,36 @@ public final class SigV4Signer: @unchecked Sendable {
     /// Signs `request` at `date`. The request's headers must already hold `x-amz-date` (and, when the credentials
     /// have one, `x-amz-security-token`) so that they are signed.
     public func sign(_ request: SigV4Request, credentials: AWSCredentials, date: SigV4Date) -> Signed {
-        let (canonical, signedHeaders) = canonicalRequest(request)
+        let (canonical, signedHeaders) = canonicalRequestBytes(request)
         let scope = scope(day: date.day)
-        let stringToSign = "AWS4-HMAC-SHA256\n\(date.amzDate)\n\(scope)\n" + Crypto.sha256Hex(Array(canonical.utf8))
+        var stringToSign: [UInt8] = []
+        stringToSign.reserveCapacity(160)
+        stringToSign += "AWS4-HMAC-SHA256\n".utf8
+        stringToSign += date.amzDate.utf8
+        stringToSign.append(0x0A)
+        stringToSign += scope.utf8
+        stringToSign.append(0x0A)
+        stringToSign += Crypto.sha256Hex(canonical).utf8
         let key = signingKey(credentials: credentials, day: date.day)
-        let signature = Crypto.hex(Crypto.hmacSHA256(key: key, Array(stringToSign.utf8)))
-        let authorization = "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), "
-            + "SignedHeaders=\(signedHeaders), Signature=\(signature)"
-        return Signed(canonicalRequest: canonical, stringToSign: stringToSign, signature: signature,
+        let signature = Crypto.hex(Crypto.hmacSHA256(key: key, stringToSign))
+        let authorization = "AWS4-HMAC-SHA256 Credential=" + credentials.accessKeyID + "/" + scope + ", SignedHeaders="
+            + signedHeaders + ", Signature=" + signature
+        return Signed(canonicalRequestBytes: canonical, stringToSignBytes: stringToSign, signature: signature,
                       signedHeaders: signedHeaders, authorization: authorization)
     }
 
     /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, day), region), service), "aws4_request").
     public func signingKey(credentials: AWSCredentials, day: String) -> [UInt8] {
-        let id = day + "\u{0}" + credentials.accessKeyID + "\u{0}" + credentials.secretAccessKey
         lock.lock()
         defer { lock.unlock() }
-        if let cached = keyCache, cached.id == id { return cached.key }
+        if let c = keyCache, c.day == day, c.accessKeyID == credentials.accessKeyID, c.secret == credentials.secretAccessKey {
+            return c.key
+        }
         let kDate = Crypto.hmacSHA256(key: Array(("AWS4" + credentials.secretAccessKey).utf8), Array(day.utf8))
         let kRegion = Crypto.hmacSHA256(key: kDate, Array(region.utf8))
         let kService = Crypto.hmacSHA256(key: kRegion, Array(service.utf8))
         let key = Crypto.hmacSHA256(key: kService, Array("aws4_request".utf8))
-        keyCache = (id, key)
+        keyCache = (day, credentials.accessKeyID, credentials.secretAccessKey, key)
         return key
     }
 }

@@ -1,0 +1,208 @@
+import Foundation
+import S3
+import NIOCore
+
+/// A lean HTTP/1.1 server codec for the simulator: parses requests straight from the socket's bytes and writes each
+/// answer as one buffer. Hand-written rather than NIO's HTTP pipeline (llhttp, HTTPHeaders, encoder, pipelining
+/// handler), which alone capped a trivial answer at about 43,000 per second on one core here, leaving nothing for
+/// S3's work; the simulator must never be what a benchmark measures. Requests on a connection are answered one at a
+/// time, in order (clients here do not pipeline; if one does, later requests wait in the buffer).
+final class SimHTTPCodec: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let service: SimService
+    private var buffer: ByteBuffer?
+    /// A request is being answered (perhaps after a latency delay): do not parse the next one yet.
+    private var answering = false
+    private var closed = false
+    static let maxHead = 64 * 1024
+
+    init(service: SimService) { self.service = service }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
+        processBuffered(context: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed = true
+        context.fireChannelInactive()
+    }
+
+    private struct Head {
+        var method: String
+        var uri: String
+        var headers: [(name: String, value: String)]
+        var contentLength: Int
+        var keepAlive: Bool
+        var expectContinue: Bool
+        var headLength: Int
+    }
+
+    private func processBuffered(context: ChannelHandlerContext) {
+        while !answering, !closed, var buf = buffer, buf.readableBytes > 0 {
+            let parsed: Head?
+            do {
+                parsed = try buf.withUnsafeReadableBytes { try Self.parseHead($0) }
+            } catch {
+                writeRaw("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n", close: true, context: context)
+                return
+            }
+            guard let head = parsed else {
+                if buf.readableBytes > Self.maxHead {
+                    writeRaw("HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                             close: true, context: context)
+                }
+                return
+            }
+            let total = head.headLength + head.contentLength
+            guard buf.readableBytes >= total else {
+                if head.expectContinue && buf.readableBytes == head.headLength {
+                    writeRaw("HTTP/1.1 100 Continue\r\n\r\n", close: false, context: context)
+                }
+                return
+            }
+            buf.moveReaderIndex(forwardBy: head.headLength)
+            let body = buf.readBytes(length: head.contentLength) ?? []
+            buffer = buf.readableBytes > 0 ? buf : nil
+            answering = true
+            let request = SimRequest(method: head.method, uri: head.uri, headers: head.headers, body: body)
+            let response = service.handle(request)
+            switch response.fault {
+            case .reset:
+                closed = true
+                if let provider = context.channel as? SocketOptionProvider {
+                    provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                } else {
+                    context.close(promise: nil)
+                }
+                return
+            case .delay(let seconds):
+                context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+                    self.answer(response, head: head, context: context)
+                }
+                return
+            case nil:
+                answer(response, head: head, context: context)
+            }
+        }
+    }
+
+    private func answer(_ response: SimResponse, head: Head, context: ChannelHandlerContext) {
+        guard !closed, context.channel.isActive else { return }
+        var out = context.channel.allocator.buffer(capacity: 256 + response.body.count)
+        out.writeString("HTTP/1.1 \(response.status) \(Self.reason(response.status))\r\n")
+        for (name, value) in response.headers {
+            out.writeString(name)
+            out.writeStaticString(": ")
+            out.writeString(value)
+            out.writeStaticString("\r\n")
+        }
+        out.writeString("content-length: \(response.contentLengthOverride ?? response.body.count)\r\n")
+        if !head.keepAlive { out.writeStaticString("connection: close\r\n") }
+        out.writeStaticString("\r\n")
+        if head.method != "HEAD" { out.writeBytes(response.body) }
+        answering = false
+        if head.keepAlive {
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            processBuffered(context: context)
+        } else {
+            closed = true
+            context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    private func writeRaw(_ text: String, close: Bool, context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: text.utf8.count)
+        out.writeString(text)
+        if close {
+            closed = true
+            context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        }
+    }
+
+    struct Malformed: Error {}
+
+    /// Parses a request head if a complete one is buffered; nil when more bytes are needed.
+    private static func parseHead(_ p: UnsafeRawBufferPointer) throws -> Head? {
+        let n = p.count
+        // Find the blank line ending the head.
+        var end = -1
+        var i = 3
+        while i < n {
+            if p[i] == 0x0A && p[i - 1] == 0x0D && p[i - 2] == 0x0A && p[i - 3] == 0x0D { end = i + 1; break }
+            i += 1
+        }
+        guard end > 0 else { return nil }
+        var lines: [Range<Int>] = []
+        var start = 0
+        var j = 0
+        while j < end - 2 {
+            if p[j] == 0x0D && p[j + 1] == 0x0A {
+                lines.append(start..<j)
+                start = j + 2
+                j += 2
+                continue
+            }
+            j += 1
+        }
+        guard let requestLine = lines.first else { throw Malformed() }
+        func text(_ r: Range<Int>) -> String { String(decoding: UnsafeRawBufferPointer(rebasing: p[r]), as: UTF8.self) }
+        guard let sp1 = p[requestLine].firstIndex(of: 0x20),
+              let sp2 = p[(sp1 + 1)..<requestLine.upperBound].firstIndex(of: 0x20) else { throw Malformed() }
+        let method = text(requestLine.lowerBound..<sp1)
+        let uri = text((sp1 + 1)..<sp2)
+        let version = text((sp2 + 1)..<requestLine.upperBound)
+        guard version == "HTTP/1.1" || version == "HTTP/1.0" else { throw Malformed() }
+        var headers: [(name: String, value: String)] = []
+        headers.reserveCapacity(lines.count)
+        var contentLength = 0
+        var keepAlive = version == "HTTP/1.1"
+        var expectContinue = false
+        for line in lines.dropFirst() {
+            guard let colon = p[line].firstIndex(of: 0x3A) else { throw Malformed() }
+            var vs = colon + 1
+            var ve = line.upperBound
+            while vs < ve, p[vs] == 0x20 || p[vs] == 0x09 { vs += 1 }
+            while ve > vs, p[ve - 1] == 0x20 || p[ve - 1] == 0x09 { ve -= 1 }
+            let name = text(line.lowerBound..<colon)
+            let value = text(vs..<ve)
+            headers.append((name, value))
+            switch name.count {
+            case 14 where ASCII.equalsLowercased(name, "content-length"):
+                guard let v = Int(value), v >= 0, v <= 64 << 20 else { throw Malformed() }
+                contentLength = v
+            case 10 where ASCII.equalsLowercased(name, "connection"):
+                let v = value.lowercased()
+                if v == "close" { keepAlive = false } else if v == "keep-alive" { keepAlive = true }
+            case 6 where ASCII.equalsLowercased(name, "expect"):
+                expectContinue = value.lowercased() == "100-continue"
+            case 17 where ASCII.equalsLowercased(name, "transfer-encoding"):
+                throw Malformed()  // no client of the simulator sends chunked bodies
+            default: break
+            }
+        }
+        return Head(method: method, uri: uri, headers: headers, contentLength: contentLength, keepAlive: keepAlive,
+                    expectContinue: expectContinue, headLength: end)
+    }
+
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: return "OK"
+        case 204: return "No Content"
+        case 301: return "Moved Permanently"
+        case 400: return "Bad Request"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 500: return "Internal Server Error"
+        case 501: return "Not Implemented"
+        case 503: return "Service Unavailable"
+        default: return "Status"
+        }
+    }
+}
