@@ -34,7 +34,7 @@ extension SimService {
         let versionParam = target.param("versionId")
         if let v = versionParam, v.isEmpty || v.contains(" ") { return fail(400, "InvalidArgument", Messages.invalidVersion) }
         let expectedOwner = request.header("x-amz-expected-bucket-owner")
-        let keyAccount = arn.split(separator: ":", omittingEmptySubsequences: false)[4]
+        let keyAccount = String(UTF8Split.all(arn[...], 0x3A)[4])  // the pattern check above guarantees five ':'
         let now = self.now
 
         return state.withLock { buckets, counters -> SimResponse in

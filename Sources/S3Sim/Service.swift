@@ -135,36 +135,37 @@ public final class SimService: @unchecked Sendable {
     }
 
     private func route(_ request: SimRequest, requestID: String) -> SimResponse {
-        let parts = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        let rawPath = String(parts[0])
+        // Byte-level splitting throughout: Character-level String operations cost graphemes on every request.
+        let (pathPart, queryPart) = UTF8Split.once(request.uri[...], 0x3F)  // '?'
+        let rawPath = String(pathPart)
         if rawPath.hasPrefix("/_sim/") { return admin(rawPath) }
         guard let path = URIEncoding.decode(rawPath) else {
             return error(400, "InvalidURI", "Couldn't parse the specified URI.", resource: rawPath, requestID: requestID)
         }
         var query: [(name: String, value: String)] = []
-        if parts.count == 2, !parts[1].isEmpty {
-            for pair in parts[1].split(separator: "&", omittingEmptySubsequences: true) {
-                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                guard let name = URIEncoding.decode(kv[0]), let value = kv.count > 1 ? URIEncoding.decode(kv[1]) : "" else {
+        if let queryPart, !queryPart.isEmpty {
+            for pair in UTF8Split.all(queryPart, 0x26) where !pair.isEmpty {  // '&'
+                let (rawName, rawValue) = UTF8Split.once(pair, 0x3D)  // '='
+                guard let name = URIEncoding.decode(rawName), let value = rawValue.map({ URIEncoding.decode($0) }) ?? "" else {
                     return error(400, "InvalidURI", "Couldn't parse the specified URI.", resource: rawPath, requestID: requestID)
                 }
                 query.append((name, value))
             }
         }
         // Virtual-hosted (Host: bucket.<endpoint>) or path style (/bucket/key).
-        var host = request.header("host") ?? ""
-        if let colon = host.lastIndex(of: ":"), !host.hasSuffix("]") { host = String(host[..<colon]) }
+        var host = Substring(request.header("host") ?? "")
+        if !host.hasSuffix("]"), let colon = host.utf8.lastIndex(of: 0x3A) { host = host[..<colon] }
         let target: Target
-        if !SimService.isIP(host), let dot = host.firstIndex(of: "."), state.bucketRegion(String(host[..<dot])) != nil {
-            let bucket = String(host[..<dot])
-            let key = path.hasPrefix("/") ? String(path.dropFirst()) : path
-            target = Target(bucket: bucket, key: key, query: query, canonicalURI: CanonicalURI.s3(bucket: nil, key: key))
+        let firstLabel = host.utf8.firstIndex(of: 0x2E).map { String(host[..<$0]) }
+        if let firstLabel, !SimService.isIP(host), state.bucketRegion(firstLabel) != nil {
+            let key = path.hasPrefix("/") ? String(path.utf8.dropFirst())! : path
+            target = Target(bucket: firstLabel, key: key, query: query, canonicalURI: CanonicalURI.s3(bucket: nil, key: key))
         } else {
-            let trimmed = path.hasPrefix("/") ? path.dropFirst() : Substring(path)
-            let bucket = trimmed.prefix { $0 != "/" }
-            let key = trimmed.dropFirst(bucket.count + 1)
-            target = Target(bucket: String(bucket), key: String(key), query: query,
-                            canonicalURI: CanonicalURI.s3(bucket: bucket.isEmpty ? nil : String(bucket), key: String(key)))
+            let trimmed = path.hasPrefix("/") ? Substring(path.utf8.dropFirst()) : Substring(path)
+            let (bucket, rest) = UTF8Split.once(trimmed, 0x2F)  // '/'
+            let key = rest.map(String.init) ?? ""
+            target = Target(bucket: String(bucket), key: key, query: query,
+                            canonicalURI: CanonicalURI.s3(bucket: bucket.isEmpty ? nil : String(bucket), key: key))
         }
         let resource = "/" + target.bucket + (target.key.isEmpty ? "" : "/" + target.key)
         if verifySignatures, let failure = authenticate(request, target, resource: resource, requestID: requestID) {
@@ -197,8 +198,10 @@ public final class SimService: @unchecked Sendable {
         }
     }
 
-    static func isIP(_ host: String) -> Bool {
-        host.contains(":") || host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy { UInt8($0) != nil }
+    static func isIP(_ host: Substring) -> Bool {
+        if host.utf8.contains(0x3A) { return true }
+        let parts = UTF8Split.all(host, 0x2E)
+        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
     }
 
     // MARK: SigV4, checked from the server's side
@@ -249,8 +252,9 @@ public final class SimService: @unchecked Sendable {
         }
         let signed = Set(auth.signedHeaders)
         guard signed.contains("host") else { return deny(403, "AccessDenied", Messages.unsignedHeaders) }
-        for (name, _) in request.headers where name.lowercased().hasPrefix("x-amz-") && !signed.contains(name.lowercased()) {
-            return deny(403, "AccessDenied", Messages.unsignedHeaders, extra: [("HeadersNotSigned", name.lowercased())])
+        for (name, _) in request.headers where name.utf8.count > 6 && ASCII.hasLowercasePrefix(name, "x-amz-") {
+            let lower = name.lowercased()
+            if !signed.contains(lower) { return deny(403, "AccessDenied", Messages.unsignedHeaders, extra: [("HeadersNotSigned", lower)]) }
         }
         guard let contentSHA = request.header("x-amz-content-sha256") else {
             return deny(400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
@@ -264,7 +268,7 @@ public final class SimService: @unchecked Sendable {
         }
         var headers: [(name: String, value: String)] = []
         for name in auth.signedHeaders {
-            let values = request.headers.filter { $0.name.lowercased() == name }.map(\.value)
+            let values = request.headers.filter { ASCII.equalsLowercased($0.name, name) }.map(\.value)
             guard !values.isEmpty else {
                 return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch)
             }
@@ -296,17 +300,18 @@ public final class SimService: @unchecked Sendable {
         var signature = ""
 
         init?(_ text: Substring) {
-            for part in text.split(separator: ",") {
-                let kv = part.drop(while: { $0 == " " }).split(separator: "=", maxSplits: 1)
-                guard kv.count == 2 else { return nil }
-                switch kv[0] {
+            for rawPart in UTF8Split.all(text, 0x2C) {  // ','
+                let part = rawPart.drop(while: { $0 == " " })
+                let (name, value) = UTF8Split.once(part, 0x3D)  // '='
+                guard let value else { return nil }
+                switch name {
                 case "Credential":
-                    let scope = kv[1].split(separator: "/", omittingEmptySubsequences: false)
+                    let scope = UTF8Split.all(value, 0x2F)  // '/'
                     guard scope.count == 5 else { return nil }
                     (accessKeyID, day, region, service, terminator) =
                         (String(scope[0]), String(scope[1]), String(scope[2]), String(scope[3]), String(scope[4]))
-                case "SignedHeaders": signedHeaders = kv[1].split(separator: ";").map(String.init)
-                case "Signature": signature = String(kv[1])
+                case "SignedHeaders": signedHeaders = UTF8Split.all(value, 0x3B).map(String.init)
+                case "Signature": signature = String(value)
                 default: return nil
                 }
             }
@@ -410,5 +415,29 @@ enum HTTPDate {
         var buffer = [CChar](repeating: 0, count: 64)
         let n = strftime(&buffer, 64, "%a, %d %b %Y %H:%M:%S GMT", &parts)
         return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Splitting on one ASCII byte, over UTF-8 (no grapheme breaking).
+enum UTF8Split {
+    /// Before and after the first `separator`; `after` is nil when there is none.
+    static func once(_ s: Substring, _ separator: UInt8) -> (Substring, Substring?) {
+        guard let i = s.utf8.firstIndex(of: separator) else { return (s, nil) }
+        return (s[..<i], s[s.utf8.index(after: i)...])
+    }
+
+    static func all(_ s: Substring, _ separator: UInt8) -> [Substring] {
+        var parts: [Substring] = []
+        var start = s.startIndex
+        var i = s.utf8.startIndex
+        while i < s.utf8.endIndex {
+            if s.utf8[i] == separator {
+                parts.append(s[start..<i])
+                start = s.utf8.index(after: i)
+            }
+            i = s.utf8.index(after: i)
+        }
+        parts.append(s[start...])
+        return parts
     }
 }
