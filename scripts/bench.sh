@@ -3,7 +3,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.build/release/reencryptd
+SIM=.build/release/s3sim
+CLIENT_BENCH=.build/release/client-bench
 OUT=${BENCH_OUT:-.build/bench}
+OBJECTS=${BENCH_OBJECTS:-1000000}
+SIMS=()
+cleanup() { for p in "${SIMS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# Starts s3sim in the background with the given flags; sets SIM_PORT and SIM_PID. Loopback only.
+start_sim() {
+    local dir=$1; shift
+    rm -rf "$dir"; mkdir -p "$dir"
+    "$@" --port-file "$dir/port" > "$dir/log" 2>&1 &
+    SIM_PID=$!
+    SIMS+=("$SIM_PID")
+    for _ in $(seq 1 600); do [ -s "$dir/port" ] && break; sleep 0.1; done
+    SIM_PORT=$(cat "$dir/port")
+}
+stop_sim() { kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; }
+# The daemon's environment for a run against the simulator (never anything but loopback).
+sim_env() {
+    echo REENCRYPTD_CONFIG=/dev/null REENCRYPTD_S3_ENDPOINT=http://127.0.0.1:$1 AWS_ACCESS_KEY_ID=AKIDSIMULATOR \
+        AWS_SECRET_ACCESS_KEY=simulator/secret+key AWS_EC2_METADATA_DISABLED=true REENCRYPTD_LOG_LEVEL=warning
+}
 ROWS=${BENCH_ROWS:-1000000}
 mkdir -p "$OUT"
 ARN=arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab
@@ -44,3 +67,83 @@ awk -v i="$import_s" -v s="$submit_s" -v ikb="$import_kb" -v skb="$submit_kb" -v
     printf "reencryptd submit:   %6.2f s  peak RSS %6.1f MB  (%.0f rows/s)\n", s, skb / 1024, n / s
     printf "ratio submit/import: %6.2f  (target <= 2.0; RSS target < 100 MB)\n", s / i
 }'
+
+echo
+echo "== simulator (issue 4): UpdateObjectEncryption with wrk, s3sim on one core (CPU 1), wrk on CPU 0 =="
+for verify in on off; do
+    flags=""; [ $verify = off ] && flags="--no-verify-signatures"
+    start_sim "$OUT/sim-wrk" taskset -c 1 $SIM --population 1000 --manifest-dir "$OUT/sim-wrk" $flags
+    python3 scripts/wrk_request.py "http://127.0.0.1:$SIM_PORT" sim-bucket-0 data/0/object-0.bin "$OUT/sim-wrk/req.lua"
+    rps=$(taskset -c 0 wrk -t1 -c64 -d10s -s "$OUT/sim-wrk/req.lua" "http://127.0.0.1:$SIM_PORT" | awk '/Requests\/sec/ {print $2}')
+    echo "signature checks $verify: $rps requests/s (target >= 40000 with checks on)"
+    stop_sim
+done
+
+echo
+echo "== S3 client (issue 3): UpdateObjectEncryption requests/s and client CPU per request =="
+start_sim "$OUT/sim-client" taskset -c 1 $SIM --population 2000 --manifest-dir "$OUT/sim-client"
+echo -n "zero latency, 64 in flight (client on CPU 0, simulator on CPU 1): "
+taskset -c 0 $CLIENT_BENCH "http://127.0.0.1:$SIM_PORT" "$OUT/sim-client/manifest.csv" 300000 64 | head -1
+stop_sim
+start_sim "$OUT/sim-client50" $SIM --population 2000 --manifest-dir "$OUT/sim-client50" --latency-ms 50
+echo -n "50 ms latency, 512 in flight (bound 10240/s, target >= 9216/s): "
+$CLIENT_BENCH "http://127.0.0.1:$SIM_PORT" "$OUT/sim-client50/manifest.csv" 150000 512 | head -1
+stop_sim
+
+echo
+echo "== engine (issue 5): reencryptd run on a queue of $OBJECTS tasks =="
+ARN_SIM=arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
+run_engine() {  # name, sim flags...; leaves the store in $OUT/$name/store.sqlite3
+    local name=$1; shift
+    start_sim "$OUT/$name" $SIM --population "$OBJECTS" --plain --manifest-dir "$OUT/$name" "$@"
+    env $(sim_env "$SIM_PORT") $BIN submit --db "$OUT/$name/store.sqlite3" --job bench --kms-key-arn $ARN_SIM \
+        "$OUT/$name/manifest.csv" > /dev/null
+}
+
+# (a) zero latency
+run_engine engine-a
+start=$(date +%s.%N)
+env $(sim_env "$SIM_PORT") /usr/bin/time -f "%e %U %S %M" -o "$OUT/engine-a/time" $BIN run --db "$OUT/engine-a/store.sqlite3" \
+    --until-idle --concurrency 256
+read -r el us sy kb < "$OUT/engine-a/time"
+awk -v n=$OBJECTS -v el=$el -v us=$us -v sy=$sy -v kb=$kb 'BEGIN {
+    printf "(a) zero latency: %d objects in %.1f s = %.0f objects/s, daemon CPU %.1f us/object, peak RSS %.0f MB (targets >= 20000/s; RSS < 200 MB)\n",
+        n, el, n / el, (us + sy) * 1e6 / n, kb / 1024 }' | tee "$OUT/engine-a/result"
+python3 scripts/boto3_baseline.py "http://127.0.0.1:$SIM_PORT" "$OUT/engine-a/manifest.csv" 30 32 | tee "$OUT/engine-a/boto3"
+awk -v a="$(awk '{print $0}' "$OUT/engine-a/result" | sed 's/.*= \([0-9]*\) objects\/s.*/\1/')" \
+    -v b="$(sed 's/.*= \([0-9]*\) objects\/s.*/\1/' "$OUT/engine-a/boto3")" \
+    'BEGIN { printf "    reencryptd / boto3 = %.1fx (target >= 20x)\n", a / b }'
+stop_sim
+
+# (b) 50 ms latency, 512 in flight
+run_engine engine-b --latency-ms 50
+env $(sim_env "$SIM_PORT") /usr/bin/time -f "%e %U %S %M" -o "$OUT/engine-b/time" $BIN run --db "$OUT/engine-b/store.sqlite3" \
+    --until-idle --concurrency 512
+read -r el us sy kb < "$OUT/engine-b/time"
+awk -v n=$OBJECTS -v el=$el -v kb=$kb 'BEGIN {
+    printf "(b) 50 ms latency, 512 in flight: %.0f objects/s = %.1f%% of 512/0.05 s, peak RSS %.0f MB (target >= 90%%)\n",
+        n / el, n / el / 10240 * 100, kb / 1024 }'
+stop_sim
+
+# (c) simulator throttling above 2000 requests/s, daemon ceiling 20000
+run_engine engine-c --throttle-rps 2000
+env $(sim_env "$SIM_PORT") REENCRYPTD_ENGINE_MAX_RPS_PER_BUCKET=20000 /usr/bin/time -f "%e %U %S %M" -o "$OUT/engine-c/time" \
+    $BIN run --db "$OUT/engine-c/store.sqlite3" --max-rps 20000 --concurrency 256 &
+DAEMON=$!
+sleep 10
+curl -s "http://127.0.0.1:$SIM_PORT/_sim/counters" > "$OUT/engine-c/at10.json"
+sleep 60
+curl -s "http://127.0.0.1:$SIM_PORT/_sim/counters" > "$OUT/engine-c/at70.json"
+kill -TERM $DAEMON; wait $DAEMON || true
+read -r el us sy kb < "$OUT/engine-c/time"
+python3 - "$OUT/engine-c/at10.json" "$OUT/engine-c/at70.json" "$kb" <<'PY'
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+ok = b["updateSuccesses"] - a["updateSuccesses"]
+thr = b["throttled"] - a["throttled"]
+req = b["requests"] - a["requests"]
+print("(c) throttled at 2000/s, ceiling 20000: after the first 10 s, goodput %.0f/s = %.1f%% of 2000 with %.2f%% of responses throttled, peak RSS %.0f MB (targets >= 90%%, <= 5%%)"
+      % (ok / 60, ok / 60 / 2000 * 100, thr * 100 / max(1, req), int(sys.argv[3]) / 1024))
+PY
+stop_sim
+echo "(d) peak RSS: see each line above (target < 200 MB throughout)"

@@ -34,6 +34,17 @@ public struct PopulationSpec: Sendable {
     public var staleInventory = 0.002
 
     public init() {}
+
+    /// Every object SSE-S3 (a fifth SSE-KMS under an old key), plain keys: each task should succeed.
+    public static func plain(objects: Int, buckets: Int, seed: UInt64) -> PopulationSpec {
+        var s = PopulationSpec()
+        s.objects = objects
+        s.buckets = buckets
+        s.seed = seed
+        s.unencrypted = 0; s.sseC = 0; s.dsseKMS = 0; s.governance = 0; s.compliance = 0; s.legalHold = 0; s.denied = 0
+        s.missing = 0; s.badVersion = 0; s.broken = 0; s.foreignOwner = 0; s.awkwardKeys = 0; s.staleInventory = 0
+        return s
+    }
 }
 
 /// One object of the population with the class its task should end with.

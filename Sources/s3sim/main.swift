@@ -19,6 +19,7 @@ struct S3SimCommand: ParsableCommand {
     @Option(help: "Spread them over this many buckets.") var buckets = 4
     @Option(help: "Seed for the population and faults.") var seed: UInt64 = 1
     @Option(name: .customLong("manifest-dir"), help: "Write manifest.csv and an inventory report here.") var manifestDir: String?
+    @Flag(help: "Only SSE-S3 objects with plain keys (benchmarks): no locks, denials or broken objects.") var plain = false
 
     @Option(name: .customLong("latency-ms"), help: "Fixed latency per answer.") var latencyMs: Double?
     @Option(name: .customLong("latency-exp-ms"), help: "Exponentially distributed latency with this mean.") var latencyExpMs: Double?
@@ -49,6 +50,7 @@ struct S3SimCommand: ParsableCommand {
             spec.objects = population
             spec.buckets = buckets
             spec.seed = seed
+            if plain { spec = PopulationSpec.plain(objects: population, buckets: buckets, seed: seed) }
             var generated = Population(spec: spec)
             generated.generate(into: simulator.state)
             if let dir = manifestDir {

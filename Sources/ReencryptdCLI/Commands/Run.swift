@@ -35,8 +35,14 @@ struct Run: ParsableCommand {
         let started = "reencryptd run started: store \(configuration.store.path), concurrency \(engineConfiguration.concurrency)"
             + (stopDate.map { ", stopping at \($0)" } ?? "") + (untilIdle ? ", until idle" : "")
         logger.notice("\(started)")
-        let signals = SignalStop.install { engine.requestStop(.signal) }
+        let systemd = SystemdNotifier()
+        let signals = SignalStop.install {
+            systemd.stopping()
+            engine.requestStop(.signal)
+        }
+        systemd.start(engine: engine)
         let reason = engine.run()
+        systemd.stopping()
         withExtendedLifetime(signals) {}
         switch reason {
         case .storeFailure(let message):
