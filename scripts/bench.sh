@@ -134,8 +134,10 @@ sleep 10
 curl -s "http://127.0.0.1:$SIM_PORT/_sim/counters" > "$OUT/engine-c/at10.json"
 sleep 60
 curl -s "http://127.0.0.1:$SIM_PORT/_sim/counters" > "$OUT/engine-c/at70.json"
-kill -TERM $DAEMON; wait $DAEMON || true
-read -r el us sy kb < "$OUT/engine-c/time"
+# Signal the daemon itself (not /usr/bin/time around it), so it drains and time(1) writes its figures.
+pkill -TERM -x reencryptd || true  # -x: the daemon, not time(1) whose arguments name it too
+wait $DAEMON || true
+read -r el us sy kb < "$OUT/engine-c/time" || true
 python3 - "$OUT/engine-c/at10.json" "$OUT/engine-c/at70.json" "$kb" <<'PY'
 import json, sys
 a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))

@@ -12,6 +12,8 @@ public struct SimStateDump: Codable, Sendable {
     }
     public var counters: SimCounters
     public var objects: [Object]
+    /// The full state (versions, locks, owners, regions), loadable again with `s3sim --population-file`.
+    public var buckets: [SimBucket]
 
     public init(_ state: SimState) {
         counters = state.snapshotCounters
@@ -25,6 +27,21 @@ public struct SimStateDump: Codable, Sendable {
             }
         }
         self.objects = objects
+        buckets = state.snapshotBuckets.values.sorted { $0.name < $1.name }
+    }
+
+    /// Loads the buckets of a state file written by `--state-out` into `state`.
+    public static func load(from path: String, into state: SimState) throws -> Int {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        struct File: Decodable { let buckets: [SimBucket] }
+        let file: File
+        do {
+            file = try JSONDecoder().decode(File.self, from: data)
+        } catch {
+            throw SimError("\(path) is not a state file written by s3sim --state-out (\(error))")
+        }
+        for bucket in file.buckets { state.addBucket(bucket) }
+        return file.buckets.reduce(0) { $0 + $1.objects.count }
     }
 
     public func write(to path: String) throws {

@@ -16,6 +16,8 @@ struct S3SimCommand: ParsableCommand {
     @Option(help: "Event-loop threads.") var threads = 1
 
     @Option(help: "Generate this many objects.") var population = 0
+    @Option(name: .customLong("population-file"), help: "Load buckets and objects from a state file (written by --state-out).")
+    var populationFile: String?
     @Option(help: "Spread them over this many buckets.") var buckets = 4
     @Option(help: "Seed for the population and faults.") var seed: UInt64 = 1
     @Option(name: .customLong("manifest-dir"), help: "Write manifest.csv and an inventory report here.") var manifestDir: String?
@@ -34,7 +36,7 @@ struct S3SimCommand: ParsableCommand {
     @Flag(name: .customLong("no-verify-signatures"), help: "Skip SigV4 checks (to measure their cost).") var noVerify = false
     @Option(name: .customLong("access-key"), help: "Accepted access key id.") var accessKey = SimCredential.default.accessKeyID
     @Option(name: .customLong("secret-key"), help: "Its secret.") var secretKey = SimCredential.default.secretAccessKey
-    @Option(name: .customLong("state-out"), help: "Write counters and object state as JSON on exit.") var stateOut: String?
+    @Option(name: .customLong("state-out"), help: "Write counters and the full object state as JSON on exit.") var stateOut: String?
 
     func validate() throws {
         guard host == "127.0.0.1" || host == "::1" || host == "localhost" || host.hasPrefix("127.") else {
@@ -45,6 +47,10 @@ struct S3SimCommand: ParsableCommand {
     func run() throws {
         let simulator = S3Simulator(credentials: [SimCredential(accessKeyID: accessKey, secretAccessKey: secretKey)],
                                     verifySignatures: !noVerify, threads: threads)
+        if let populationFile {
+            let n = try SimStateDump.load(from: populationFile, into: simulator.state)
+            FileHandle.standardError.write(Data("s3sim: loaded \(n) objects from \(populationFile)\n".utf8))
+        }
         if population > 0 || manifestDir != nil {
             var spec = PopulationSpec()
             spec.objects = population
