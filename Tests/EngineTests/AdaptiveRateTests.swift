@@ -85,3 +85,43 @@ final class AdaptiveRateTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(p.delay(retries: 0, retryAfterMilliseconds: 1500, using: &rng), 1.5, "x-amz-retry-after is honoured")
     }
 }
+
+extension AdaptiveRateTests {
+    /// Several buckets, each with its own limiter, sharing one server capacity (S3's limit as bench (c) sets it up).
+    func simulateShared(buckets: Int, capacity: Double, seconds: Double) -> (goodput: Double, throttledShare: Double) {
+        var limiters = [AdaptiveRate](repeating: AdaptiveRate(), count: buckets)
+        var tokenBuckets = (0..<buckets).map { _ in TokenBucket(rate: 0, now: 0) }
+        let dt = 0.001
+        var t = 0.0
+        var slot = -1.0, sentInSlot = 0.0
+        var inFlight: [(bucket: Int, sentAt: Double, throttled: Bool)] = []
+        var served = 0.0, throttled = 0.0
+        while t < seconds {
+            for b in 0..<buckets {
+                if let r = limiters[b].fillRate { if tokenBuckets[b].rate != r { tokenBuckets[b].setRate(r, now: t) } }
+                var sends = 0
+                while sends < 50 && tokenBuckets[b].available(now: t) {
+                    tokenBuckets[b].take(now: t)
+                    limiters[b].recordSend(now: t)
+                    if (t * 20).rounded(.down) != slot { slot = (t * 20).rounded(.down); sentInSlot = 0 }
+                    sentInSlot += 1
+                    inFlight.append((b, t, sentInSlot > capacity / 20))
+                    sends += 1
+                }
+            }
+            while let first = inFlight.first, t - first.sentAt >= 0.02 {
+                inFlight.removeFirst()
+                limiters[first.bucket].recordResponse(throttled: first.throttled, sentAt: first.sentAt, now: t)
+                if t > 10 { if first.throttled { throttled += 1 } else { served += 1 } }
+            }
+            t += dt
+        }
+        return (served / (seconds - 10), throttled / max(1, served + throttled))
+    }
+
+    func testBucketsSharingOneLimitConvergeNearIt() {
+        let r = simulateShared(buckets: 4, capacity: 2000, seconds: 70)
+        XCTAssertGreaterThanOrEqual(r.goodput, 0.9 * 2000)
+        XCTAssertLessThanOrEqual(r.throttledShare, 0.05)
+    }
+}
