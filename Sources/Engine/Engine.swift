@@ -42,6 +42,28 @@ public struct EngineProgress: Sendable {
     public var ratePerSecond = 0.0
     /// The lowest adaptive rate limit among buckets, if any is limited.
     public var tightestBucketLimit: Double?
+    /// Committed terminal outcomes by class.
+    public var outcomes: [OutcomeClass: Int] = [:]
+    /// Answers by HTTP status (0: no answer: reset, timeout, refused).
+    public var responsesByStatus: [Int: Int] = [:]
+    /// Request latency histogram: counts per upper bound in `LatencyHistogram.bounds` (+Inf last), sum and count.
+    public var latency = LatencyHistogram()
+}
+
+/// Cumulative-ready latency buckets for the Prometheus histogram.
+public struct LatencyHistogram: Sendable {
+    public static let bounds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    /// Per-bucket (not cumulative) counts; the last is above every bound.
+    public var counts = [Int](repeating: 0, count: LatencyHistogram.bounds.count + 1)
+    public var sum = 0.0
+    public var count = 0
+
+    mutating func observe(_ seconds: Double) {
+        let i = Self.bounds.firstIndex { seconds <= $0 } ?? Self.bounds.count
+        counts[i] += 1
+        sum += seconds
+        count += 1
+    }
 }
 
 /// Why `run` returned.
@@ -246,6 +268,8 @@ public final class Engine: @unchecked Sendable {
             status = e.status == 0 ? nil : e.status
         }
         let throttled = classification.isThrottle
+        progress.responsesByStatus[status ?? 0, default: 0] += 1
+        progress.latency.observe(max(0, now - sentAt))
         if configuration.adaptive {
             // A KMS SlowDown slows the key (every bucket using it); an S3 SlowDown slows the bucket.
             var kmsThrottle = false
@@ -302,6 +326,7 @@ public final class Engine: @unchecked Sendable {
                         switch r.disposition {
                         case .terminal(let outcome):
                             progress.recorded += 1
+                            progress.outcomes[outcome, default: 0] += 1
                             if outcome == .succeeded { progress.succeeded += 1 } else { progress.failed += 1 }
                             finishedSinceTick[r.jobID, default: 0] += 1
                         case .retry: progress.retried += 1

@@ -4,8 +4,8 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// A loopback HTTP server whose answers a test scripts: the stand-in for STS, the container credentials endpoint
-/// and EC2 instance metadata. Records every request it saw.
+/// A small HTTP server whose answers a closure gives: the stand-in for STS, the container credentials endpoint and
+/// EC2 instance metadata in tests, and the daemon's `/metrics` endpoint. Records every request it saw.
 public final class StubServer: @unchecked Sendable {
     public typealias Handler = @Sendable (SimRequest) -> (status: Int, headers: [(String, String)], body: String)
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -15,9 +15,9 @@ public final class StubServer: @unchecked Sendable {
 
     public init() {}
 
-    /// Starts on a random loopback port; returns `http://127.0.0.1:PORT`.
-    public func start(_ handler: @escaping Handler) throws -> String {
-        let record: @Sendable (SimRequest) -> Void = { [weak self] r in self?.lock.withLock { self?.seen.append(r) } }
+    /// Starts on `host:port` (default: a random loopback port); returns `http://HOST:PORT`.
+    public func start(host: String = "127.0.0.1", port: Int = 0, recording: Bool = true, _ handler: @escaping Handler) throws -> String {
+        let record: @Sendable (SimRequest) -> Void = { [weak self] r in if recording { self?.lock.withLock { self?.seen.append(r) } } }
         let channel = try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -26,9 +26,9 @@ public final class StubServer: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(StubHandler(handler: handler, record: record))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0).wait()
+            .bind(host: host, port: port).wait()
         lock.withLock { self.channel = channel }
-        return "http://127.0.0.1:\(channel.localAddress?.port ?? 0)"
+        return "http://\(host):\(channel.localAddress?.port ?? port)"
     }
 
     public var requests: [SimRequest] { lock.withLock { seen } }

@@ -9,7 +9,7 @@ final class DaemonProcessTests: XCTestCase {
     static let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent(".build/debug/reencryptd").path
 
-    func start(_ h: EngineHarness, _ args: [String], env extra: [String: String] = [:]) throws -> Process {
+    static func start(_ h: EngineHarness, _ args: [String], env extra: [String: String] = [:]) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary)
         p.arguments = ["run", "--db", h.storePath] + args
@@ -54,13 +54,13 @@ final class DaemonProcessTests: XCTestCase {
         faults.latency = .fixed(milliseconds: 5)
         h.simulator.service.faults = faults
         let env = ["REENCRYPTD_ENGINE_LEASE_SECONDS": "5", "REENCRYPTD_ENGINE_CONCURRENCY": "32"]
-        let first = try start(h, [], env: env)
+        let first = try Self.start(h, [], env: env)
         try waitUntil(60, "progress before the kill") { (try tasks(h)[.succeeded] ?? 0) >= 300 }
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
         let atKill = try tasks(h)
         XCTAssertLessThan(atKill[.succeeded] ?? 0, 2900, "the kill came mid-run")
-        let second = try start(h, ["--until-idle"], env: env)
+        let second = try Self.start(h, ["--until-idle"], env: env)
         try waitForExit(second, 120)
         XCTAssertEqual(second.terminationStatus, 0)
         let after = try tasks(h)
@@ -77,7 +77,7 @@ final class DaemonProcessTests: XCTestCase {
         var faults = SimFaults()
         faults.latency = .fixed(milliseconds: 50)
         h.simulator.service.faults = faults
-        let p = try start(h, [], env: ["REENCRYPTD_ENGINE_CONCURRENCY": "64", "REENCRYPTD_ENGINE_SHUTDOWN_GRACE_SECONDS": "5"])
+        let p = try Self.start(h, [], env: ["REENCRYPTD_ENGINE_CONCURRENCY": "64", "REENCRYPTD_ENGINE_SHUTDOWN_GRACE_SECONDS": "5"])
         try waitUntil(60, "calls in flight") { (try tasks(h)[.succeeded] ?? 0) >= 200 }
         kill(p.processIdentifier, SIGTERM)
         try waitForExit(p, 30)
@@ -96,7 +96,7 @@ final class DaemonProcessTests: XCTestCase {
         var faults = SimFaults()
         faults.latency = .fixed(milliseconds: 20)
         h.simulator.service.faults = faults
-        let p = try start(h, [], env: ["REENCRYPTD_ENGINE_CONCURRENCY": "16"])
+        let p = try Self.start(h, [], env: ["REENCRYPTD_ENGINE_CONCURRENCY": "16"])
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
         let store = try SQLiteJobStore(path: h.storePath)
         try waitUntil(60, "progress") { (try tasks(h)[.succeeded] ?? 0) >= 100 }

@@ -6,6 +6,7 @@ import Foundation
 import JobStore
 import Logging
 import S3
+import S3Sim
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,6 +36,8 @@ struct Run: ParsableCommand {
         let started = "reencryptd run started: store \(configuration.store.path), concurrency \(engineConfiguration.concurrency)"
             + (stopDate.map { ", stopping at \($0)" } ?? "") + (untilIdle ? ", until idle" : "")
         logger.notice("\(started)")
+        let metrics = try MetricsEndpoint.start(configuration.metrics.listen, engine: engine, store: store, logger: logger)
+        defer { metrics?.stop() }
         let systemd = SystemdNotifier()
         let signals = SignalStop.install {
             systemd.stopping()
@@ -115,5 +118,28 @@ final class SignalStop: @unchecked Sendable {
         for s in sources { s.cancel() }
         signal(SIGTERM, SIG_DFL)
         signal(SIGINT, SIG_DFL)
+    }
+}
+
+/// Serves `/metrics` (Prometheus text) on `[metrics] listen` while the daemon runs.
+enum MetricsEndpoint {
+    static func start(_ listen: String, engine: Engine, store: SQLiteJobStore, logger: Logger) throws -> StubServer? {
+        guard !listen.isEmpty, let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            return nil
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let server = StubServer()
+        do {
+            let url = try server.start(host: host, port: port, recording: false) { request in
+                guard request.method == "GET", request.uri == "/metrics" else { return (404, [], "not found; try /metrics\n") }
+                let jobs = (try? store.summaries(now: Date().timeIntervalSince1970)) ?? []
+                return (200, [("Content-Type", "text/plain; version=0.0.4")], MetricsExposition.render(engine.snapshot, jobs: jobs))
+            }
+            logger.notice("metrics at \(url)/metrics")
+        } catch {
+            throw InvalidInput("[metrics] listen = \(listen): cannot listen there (\(error))")
+        }
+        return server
     }
 }
