@@ -10,6 +10,9 @@ OBJECTS=${BENCH_OBJECTS:-1000000}
 SIMS=()
 cleanup() { for p in "${SIMS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+# BENCH_SECTIONS picks sections: submit simulator client engine (default: all).
+SECTIONS=${BENCH_SECTIONS:-submit simulator client engine}
+want() { case " $SECTIONS " in *" $1 "*) return 0;; *) return 1;; esac; }
 
 # Starts s3sim in the background with the given flags; sets SIM_PORT and SIM_PID. Loopback only.
 start_sim() {
@@ -31,6 +34,7 @@ ROWS=${BENCH_ROWS:-1000000}
 mkdir -p "$OUT"
 ARN=arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab
 
+if want submit; then
 echo "== submit: $ROWS-row Batch Operations CSV manifest (issue 2) =="
 MANIFEST="$OUT/manifest-$ROWS.csv"
 if [ ! -s "$MANIFEST" ]; then
@@ -67,7 +71,9 @@ awk -v i="$import_s" -v s="$submit_s" -v ikb="$import_kb" -v skb="$submit_kb" -v
     printf "reencryptd submit:   %6.2f s  peak RSS %6.1f MB  (%.0f rows/s)\n", s, skb / 1024, n / s
     printf "ratio submit/import: %6.2f  (target <= 2.0; RSS target < 100 MB)\n", s / i
 }'
+fi
 
+if want simulator; then
 echo
 echo "== simulator (issue 4): UpdateObjectEncryption with wrk, s3sim on one core (CPU 1), wrk on CPU 0 =="
 for verify in on off; do
@@ -78,7 +84,9 @@ for verify in on off; do
     echo "signature checks $verify: $rps requests/s (target >= 40000 with checks on)"
     stop_sim
 done
+fi
 
+if want client; then
 echo
 echo "== S3 client (issue 3): UpdateObjectEncryption requests/s and client CPU per request =="
 start_sim "$OUT/sim-client" taskset -c 1 $SIM --population 2000 --manifest-dir "$OUT/sim-client"
@@ -89,7 +97,9 @@ start_sim "$OUT/sim-client50" $SIM --population 2000 --manifest-dir "$OUT/sim-cl
 echo -n "50 ms latency, 512 in flight (bound 10240/s, target >= 9216/s): "
 $CLIENT_BENCH "http://127.0.0.1:$SIM_PORT" "$OUT/sim-client50/manifest.csv" 150000 512 | head -1
 stop_sim
+fi
 
+if want engine; then
 echo
 echo "== engine (issue 5): reencryptd run on a queue of $OBJECTS tasks =="
 ARN_SIM=arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
@@ -149,3 +159,4 @@ print("(c) throttled at 2000/s, ceiling 20000: after the first 10 s, goodput %.0
 PY
 stop_sim
 echo "(d) peak RSS: see each line above (target < 200 MB throughout)"
+fi
