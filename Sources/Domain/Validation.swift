@@ -113,3 +113,17 @@ public enum ObjectKey {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// Hexadecimal digits, for the percent-decoders of manifests (Manifest) and of request paths (S3).
+public enum HexDigit {
+    /// The value of an ASCII hex digit, or nil.
+    @inline(__always)
+    public static func value(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: return c - 0x30
+        case 0x41...0x46: return c - 0x41 + 10
+        case 0x61...0x66: return c - 0x61 + 10
+        default: return nil
+        }
+    }
+}

@@ -22,7 +22,7 @@ public enum PercentDecoding {
         while i < bytes.count {
             let b = bytes[i]
             if b == 0x25 {
-                guard i + 2 < bytes.count, let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) else {
+                guard i + 2 < bytes.count, let hi = HexDigit.value(bytes[i + 1]), let lo = HexDigit.value(bytes[i + 2]) else {
                     let end = min(i + 3, bytes.count)
                     let shown = String(decoding: UnsafeBufferPointer(rebasing: bytes[i..<end]), as: UTF8.self)
                     return .failure(InvalidInput("has bad percent-encoding '\(shown)' at byte \(i + 1) (expected % and two hex digits)"))
@@ -38,15 +38,5 @@ public enum PercentDecoding {
             return .failure(InvalidInput("is not valid UTF-8 once percent-decoded"))
         }
         return .success(s)
-    }
-
-    @inline(__always)
-    static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x41...0x46: return c - 0x41 + 10
-        case 0x61...0x66: return c - 0x61 + 10
-        default: return nil
-        }
     }
 }

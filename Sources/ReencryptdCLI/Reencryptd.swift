@@ -72,8 +72,8 @@ struct GlobalOptions: ParsableArguments {
                                      environment: environment, flags: all)
     }
 
-    func openStore(_ configuration: Configuration) throws -> SQLiteJobStore {
-        try SQLiteJobStore(path: configuration.store.path)
+    func openStore(_ configuration: Configuration, cacheMegabytes: Int = 32) throws -> SQLiteJobStore {
+        try SQLiteJobStore(path: configuration.store.path, cacheMegabytes: cacheMegabytes)
     }
 }
 

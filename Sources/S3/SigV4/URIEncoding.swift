@@ -1,3 +1,4 @@
+import Domain
 /// SigV4's URI encoding: every byte except the unreserved `A-Z a-z 0-9 - . _ ~` as `%XX` (uppercase hex).
 /// https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
 public enum URIEncoding {
@@ -39,7 +40,7 @@ public enum URIEncoding {
         var i = 0
         while i < bytes.count {
             if bytes[i] == 0x25 {
-                guard i + 2 < bytes.count, let h = hexValue(bytes[i + 1]), let l = hexValue(bytes[i + 2]) else { return nil }
+                guard i + 2 < bytes.count, let h = HexDigit.value(bytes[i + 1]), let l = HexDigit.value(bytes[i + 2]) else { return nil }
                 out.append(h << 4 | l)
                 i += 3
             } else {
@@ -48,14 +49,5 @@ public enum URIEncoding {
             }
         }
         return String(validating: out, as: UTF8.self)
-    }
-
-    static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x41...0x46: return c - 0x41 + 10
-        case 0x61...0x66: return c - 0x61 + 10
-        default: return nil
-        }
     }
 }
