@@ -191,7 +191,7 @@ public final class Engine: @unchecked Sendable {
         while inFlight.count < configuration.concurrency, !rotation.isEmpty, skipped < rotation.count {
             guard global.available(now: now) else { return }
             let bucket = rotation.removeFirst()
-            guard var tasks = ready[bucket], let lease = tasks.first else {
+            guard let lease = ready[bucket]?.first else {
                 ready[bucket] = nil
                 continue
             }
@@ -207,12 +207,10 @@ public final class Engine: @unchecked Sendable {
                 continue
             }
             skipped = 0
-            tasks.removeFirst()
+            // In place: copying the deque out of the dictionary would copy every queued lease on each send.
+            ready[bucket]!.removeFirst()
             queuedCount -= 1
-            if tasks.isEmpty { ready[bucket] = nil } else {
-                ready[bucket] = tasks
-                rotation.append(bucket)
-            }
+            if ready[bucket]!.isEmpty { ready[bucket] = nil } else { rotation.append(bucket) }
             global.take(now: now)
             bucketCeilings[bucket]?.take(now: now)
             keyBuckets[key]?.take(now: now)
@@ -394,6 +392,7 @@ public final class Engine: @unchecked Sendable {
                 try store.reportRates(rates, now: Self.now())
                 try store.renewLeases(owner: owner, until: leaseUntil)
                 _ = try store.expireLeases(now: Self.now())
+                for job in try store.completeFinishedJobs(now: Self.now()) { logger.notice("job \(job.spec.name) complete") }
                 let refreshed = try store.jobs()
                 let runnable = try store.runnableCount()
                 queue.async { [self] in
@@ -426,13 +425,8 @@ public final class Engine: @unchecked Sendable {
         // Results and completions still being recorded count as runnable until committed.
         if runnable == 0 && inFlight.isEmpty && queuedCount == 0 && results.isEmpty && !recording {
             storeQueue.async { [self] in
-                let done = (try? store.completeFinishedJobs(now: Self.now())) ?? []
-                for job in done { logger.notice("job \(job.spec.name) complete") }
-                queue.async { [self] in beginDrain(.idle) }
-            }
-        } else if runnable > 0 || !inFlight.isEmpty {
-            storeQueue.async { [self] in
                 for job in (try? store.completeFinishedJobs(now: Self.now())) ?? [] { logger.notice("job \(job.spec.name) complete") }
+                queue.async { [self] in beginDrain(.idle) }
             }
         }
     }

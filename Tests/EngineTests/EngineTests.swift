@@ -118,3 +118,21 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(try h.store.claim(owner: "other", limit: 100, now: Date().timeIntervalSince1970 + 120, leaseSeconds: 10).count, 20)
     }
 }
+
+final class DaemonModeTests: XCTestCase {
+    /// Without --until-idle the daemon keeps running, and a job whose tasks have all finished becomes complete.
+    func testARunningDaemonMarksFinishedJobsComplete() throws {
+        let h = try EngineHarness(objects: 200) { $0.broken = 0 }
+        var c = EngineHarness.fastConfiguration()
+        c.untilIdle = false
+        let engine = Engine(store: h.store, client: h.client, configuration: c, logger: .init(label: "t"))
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, try h.store.job(named: "job")?.state != .complete { Thread.sleep(forTimeInterval: 0.05) }
+        engine.requestStop()
+        done.wait()
+        XCTAssertEqual(try h.store.job(named: "job")?.state, .complete)
+        XCTAssertEqual(try h.store.summaries(now: 0).first?.remaining, 0)
+    }
+}
