@@ -96,6 +96,8 @@ public final class Engine: @unchecked Sendable {
     }
     private struct JobInfo {
         var job: Job
+        /// The request body for this job's target, built once.
+        var body: S3Request.EncryptionBody
     }
     private var jobs: [Int64: JobInfo] = [:]
     /// Claimed tasks waiting for a rate-limit token or a free slot, per bucket.
@@ -195,12 +197,12 @@ public final class Engine: @unchecked Sendable {
                 ready[bucket] = nil
                 continue
             }
-            guard let job = jobs[lease.jobID]?.job, job.state == .active else {
+            guard let info = jobs[lease.jobID], info.job.state == .active else {
                 // The job was paused or cancelled since the claim: hand its tasks back.
                 releaseQueued(jobID: lease.jobID)
                 continue
             }
-            let key = job.spec.kmsKeyARN.rawValue
+            let key = info.job.spec.kmsKeyARN.rawValue
             if !bucketAllows(bucket, now: now) || !keyAllows(key, now: now) {
                 rotation.append(bucket)
                 skipped += 1
@@ -214,7 +216,7 @@ public final class Engine: @unchecked Sendable {
             global.take(now: now)
             bucketCeilings[bucket]?.take(now: now)
             keyBuckets[key]?.take(now: now)
-            send(lease, job: job, now: now)
+            send(lease, job: info.job, body: info.body, now: now)
         }
     }
 
@@ -234,12 +236,11 @@ public final class Engine: @unchecked Sendable {
         return keyBuckets[key]!.available(now: now)
     }
 
-    private func send(_ lease: Lease, job: Job, now: Double) {
+    private func send(_ lease: Lease, job: Job, body: S3Request.EncryptionBody, now: Double) {
         inFlight[lease.taskID] = lease
         bucketAdaptive[lease.object.bucket, default: AdaptiveRate()].recordSend(now: now)
         keyAdaptive[job.spec.kmsKeyARN.rawValue, default: AdaptiveRate()].recordSend(now: now)
-        let request = S3Request.updateObjectEncryption(lease.object, kmsKeyARN: job.spec.kmsKeyARN.rawValue,
-                                                       bucketKeyEnabled: job.spec.bucketKeyEnabled,
+        let request = S3Request.updateObjectEncryption(lease.object, body: body,
                                                        expectedBucketOwner: job.spec.expectedBucketOwner?.rawValue)
         let key = job.spec.kmsKeyARN.rawValue
         client.send(request, object: lease.object) { [self] result in
@@ -411,7 +412,11 @@ public final class Engine: @unchecked Sendable {
 
     private func applyJobs(_ all: [Job]) {
         var next: [Int64: JobInfo] = [:]
-        for job in all { next[job.id] = JobInfo(job: job) }
+        for job in all {
+            let body = jobs[job.id].flatMap { $0.job.spec == job.spec ? $0.body : nil }
+                ?? S3Request.EncryptionBody(kmsKeyARN: job.spec.kmsKeyARN.rawValue, bucketKeyEnabled: job.spec.bucketKeyEnabled)
+            next[job.id] = JobInfo(job: job, body: body)
+        }
         for (id, old) in jobs where old.job.state == .active && next[id]?.job.state != .active {
             let state = next[id]?.job.state.rawValue ?? "gone"
             logger.notice("job \(old.job.spec.name) is \(state): its queued tasks go back, calls in flight finish")

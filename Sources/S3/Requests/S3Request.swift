@@ -11,7 +11,10 @@ public struct S3Request: Sendable {
     public var query: [(name: String, value: String)]
     /// Headers to send and sign (besides `host` and the `x-amz-*` the signer adds).
     public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
+    /// Setting a new body drops `payloadSHA256`, so a stale hash can never be signed.
+    public var body: [UInt8] { didSet { payloadSHA256 = nil } }
+    /// Hex SHA-256 of `body` when already known (the same body serves every task of a job).
+    public var payloadSHA256: String?
 
     public init(operation: String, method: String, bucket: String, key: String = "",
                 query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
@@ -29,20 +32,41 @@ public struct S3Request: Sendable {
     /// https://docs.aws.amazon.com/AmazonS3/latest/API/API_UpdateObjectEncryption.html
     public static func updateObjectEncryption(_ object: ObjectRef, kmsKeyARN: String, bucketKeyEnabled: Bool,
                                               expectedBucketOwner: String? = nil, requestPayer: Bool = false) -> S3Request {
-        let xml = "<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><SSE-KMS><KMSKeyArn>"
-            + XML.escape(kmsKeyARN) + "</KMSKeyArn><BucketKeyEnabled>" + (bucketKeyEnabled ? "true" : "false")
-            + "</BucketKeyEnabled></SSE-KMS></ObjectEncryption>"
-        let body = Array(xml.utf8)
+        updateObjectEncryption(object, body: EncryptionBody(kmsKeyARN: kmsKeyARN, bucketKeyEnabled: bucketKeyEnabled),
+                               expectedBucketOwner: expectedBucketOwner, requestPayer: requestPayer)
+    }
+
+    /// The `ObjectEncryption` body with its checksums, computed once and shared by every call with the same target.
+    public struct EncryptionBody: Sendable {
+        public let bytes: [UInt8]
+        public let crc32Base64: String
+        public let sha256Hex: String
+
+        public init(kmsKeyARN: String, bucketKeyEnabled: Bool) {
+            let xml = "<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><SSE-KMS><KMSKeyArn>"
+                + XML.escape(kmsKeyARN) + "</KMSKeyArn><BucketKeyEnabled>" + (bucketKeyEnabled ? "true" : "false")
+                + "</BucketKeyEnabled></SSE-KMS></ObjectEncryption>"
+            bytes = Array(xml.utf8)
+            crc32Base64 = Crypto.base64(Crypto.crc32(bytes))
+            sha256Hex = Crypto.sha256Hex(bytes)
+        }
+    }
+
+    public static func updateObjectEncryption(_ object: ObjectRef, body encryption: EncryptionBody,
+                                              expectedBucketOwner: String? = nil, requestPayer: Bool = false) -> S3Request {
+        let body = encryption.bytes
         var query: [(name: String, value: String)] = [("encryption", "")]
         if let version = object.versionId { query.append(("versionId", version)) }
         var headers: [(name: String, value: String)] = [
-            ("x-amz-checksum-crc32", Crypto.base64(Crypto.crc32(body))),
+            ("x-amz-checksum-crc32", encryption.crc32Base64),
             ("x-amz-sdk-checksum-algorithm", "CRC32"),
         ]
         if let expectedBucketOwner { headers.append(("x-amz-expected-bucket-owner", expectedBucketOwner)) }
         if requestPayer { headers.append(("x-amz-request-payer", "requester")) }
-        return S3Request(operation: "UpdateObjectEncryption", method: "PUT", bucket: object.bucket, key: object.key,
-                         query: query, headers: headers, body: body)
+        var request = S3Request(operation: "UpdateObjectEncryption", method: "PUT", bucket: object.bucket, key: object.key,
+                                query: query, headers: headers, body: body)
+        request.payloadSHA256 = encryption.sha256Hex
+        return request
     }
 
     public static func headObject(_ object: ObjectRef, expectedBucketOwner: String? = nil) -> S3Request {
@@ -113,7 +137,7 @@ public struct S3RequestSigner: Sendable {
     public func prepare(_ request: S3Request, region: String, signer: SigV4Signer, credentials: AWSCredentials,
                         date: SigV4Date) -> PreparedRequest {
         let (host, canonicalURI, urlPrefix) = endpoint.address(bucket: request.bucket, key: request.key, region: region)
-        let payloadHash = Crypto.sha256Hex(request.body)
+        let payloadHash = request.payloadSHA256 ?? Crypto.sha256Hex(request.body)
         var signed: [(name: String, value: String)] = [("host", host)]
         signed += request.headers
         signed.append(("x-amz-content-sha256", payloadHash))
