@@ -77,11 +77,4 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
-/// For subcommands whose issue has not landed yet: one line, exit 1 (issue 2, point 1).
-struct NotYetAvailable: Error, CustomStringConvertible {
-    let command: String
-    let issue: Int
-    var description: String { "`\(command)` is not available yet: it arrives with issue \(issue)" }
-}
-
 func now() -> Double { Date().timeIntervalSince1970 }

@@ -128,17 +128,10 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
         }
     }
 
-    /// The transitions PRODUCT.md §3 allows; nil when allowed.
+    /// The transitions PRODUCT.md §3 allows: any, except out of a finished state (complete, cancelled); nil when allowed.
     static func refusal(from: JobState, to: JobState, name: String) -> JobStoreError? {
-        if from.isFinished {
-            return JobStoreError("job '\(name)' is \(from.rawValue); a finished job cannot become \(to.rawValue)")
-        }
-        switch to {
-        case .paused, .cancelled, .failed, .complete: return nil
-        case .active:
-            // `resume` of a paused or failed (threshold-paused) job; active → active is a no-op handled by the caller.
-            return nil
-        }
+        guard from.isFinished else { return nil }
+        return JobStoreError("job '\(name)' is \(from.rawValue); a finished job cannot become \(to.rawValue)")
     }
 
     // MARK: Submit
