@@ -114,8 +114,22 @@ public enum ObjectKey {
     }
 }
 
-/// Hexadecimal digits, for the percent-decoders of manifests (Manifest) and of request paths (S3).
+/// Hexadecimal digits: the percent-decoders of manifests (Manifest) and request paths (S3), and the lowercase hex
+/// of digests (SigV4, MD5 checks, report checksums).
 public enum HexDigit {
+    private static let lowercase = Array("0123456789abcdef".utf8)
+
+    /// `bytes` as lowercase hex.
+    public static func encode(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(lowercase[Int(b >> 4)])
+            out.append(lowercase[Int(b & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// The value of an ASCII hex digit, or nil.
     @inline(__always)
     public static func value(_ c: UInt8) -> UInt8? {

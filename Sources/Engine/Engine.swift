@@ -91,9 +91,6 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: State owned by `queue`
 
-    private struct QueuedTask {
-        var lease: Lease
-    }
     private struct JobInfo {
         var job: Job
         /// The request body for this job's target, built once.
@@ -123,7 +120,6 @@ public final class Engine: @unchecked Sendable {
     private var jobRates: [Int64: Double] = [:]
     private var lastSecond = 0.0
     private var timer: DispatchSourceTimer?
-    private var idleChecks = 0
 
     public init(store: TaskQueue, client: S3Client, configuration: EngineConfiguration, logger: Logger) {
         self.store = store
@@ -277,7 +273,7 @@ public final class Engine: @unchecked Sendable {
                 .recordResponse(throttled: throttled && !kmsThrottle, sentAt: sentAt, now: now)
             keyAdaptive[key, default: AdaptiveRate()].recordResponse(throttled: kmsThrottle, sentAt: sentAt, now: now)
         }
-        var attempts = lease.attempts + 1
+        let attempts = lease.attempts + 1
         var errors = lease.errors
         var throttles = lease.throttles
         let disposition: TaskResult.Disposition
@@ -296,7 +292,6 @@ public final class Engine: @unchecked Sendable {
                 disposition = .retry(notBefore: now + delay)
             }
         }
-        attempts = max(attempts, 1)
         results.append(TaskResult(taskID: lease.taskID, jobID: lease.jobID, disposition: disposition, attempts: attempts,
                                   errors: errors, throttles: throttles, httpStatus: status,
                                   errorCode: error.map { $0.code.isEmpty ? "ConnectionError" : $0.code },
@@ -364,7 +359,6 @@ public final class Engine: @unchecked Sendable {
                         ready[l.object.bucket]!.append(l)
                     }
                     queuedCount += claimed.count
-                    if claimed.isEmpty { idleChecks += 1 } else { idleChecks = 0 }
                     dispatch(now: Self.now())
                 }
             } catch {

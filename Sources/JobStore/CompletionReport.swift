@@ -147,7 +147,7 @@ final class FileWriter {
         flush()
         var out = [UInt8](repeating: 0, count: 16)
         _ = reencryptd_digest_final(md5, &out)
-        md5Hex = out.map { String(format: "%02x", $0) }.joined()
+        md5Hex = HexDigit.encode(out)
         try handle.close()
     }
 }

@@ -257,22 +257,14 @@ final class MD5ByteSource: ByteSource {
         var out = [UInt8](repeating: 0, count: 16)
         _ = reencryptd_digest_final(context, &out)
         self.context = nil
-        return Digest.hex(out)
+        return HexDigit.encode(out)
     }
 }
 
 enum Digest {
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes { out += [digits[Int(b >> 4)], digits[Int(b & 15)]] }
-        return String(decoding: out, as: UTF8.self)
-    }
-
     static func md5Hex(_ data: Data) -> String {
         var out = [UInt8](repeating: 0, count: 16)
         data.withUnsafeBytes { _ = reencryptd_md5($0.baseAddress, $0.count, &out) }
-        return hex(out)
+        return HexDigit.encode(out)
     }
 }

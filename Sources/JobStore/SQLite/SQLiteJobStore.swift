@@ -65,7 +65,6 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
         try locked { try body(db) }
     }
 
-    func fetchJobLocked(_ db: Database, named name: String) throws -> Job? { try fetchJob(named: name) }
 
     // MARK: Jobs
 
@@ -87,7 +86,8 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
         }
     }
 
-    private func fetchJob(named name: String) throws -> Job? {
+    /// Call with the lock held (inside `locked` or `withDatabase`).
+    func fetchJob(named name: String) throws -> Job? {
         let s = try db.prepare("SELECT \(Self.jobColumns) FROM jobs WHERE name = ?")
         s.bind(1, name)
         defer { s.reset() }

@@ -222,7 +222,7 @@ extension SQLiteJobStore: TaskQueue {
                     set.bind(2, name)
                     try set.run()
                 }
-                return try names.compactMap { try fetchJobLocked(db, named: $0) }
+                return try names.compactMap { try fetchJob(named: $0) }
             }
         }
     }
@@ -253,7 +253,7 @@ extension SQLiteJobStore: TaskQueue {
                     set.bind(3, name)
                     try set.run()
                 }
-                return try crossed.compactMap { try fetchJobLocked(db, named: $0.0) }
+                return try crossed.compactMap { try fetchJob(named: $0.0) }
             }
         }
     }
@@ -286,7 +286,7 @@ extension SQLiteJobStore: TaskQueue {
 
     public func forEachTask(job name: String, failedOnly: Bool, _ body: (TaskRecord) throws -> Void) throws {
         try withDatabase { db in
-            guard let job = try fetchJobLocked(db, named: name) else { throw JobStoreError.noSuchJob(name) }
+            guard let job = try fetchJob(named: name) else { throw JobStoreError.noSuchJob(name) }
             let s = try db.prepare("""
                 SELECT bucket, key, version_id, state, outcome, attempts, http_status, error_code, error_message, request_id,
                        created_at, started_at, finished_at

@@ -1,3 +1,4 @@
+import Domain
 import COpenSSL
 import CZlib
 import Foundation
@@ -45,17 +46,7 @@ public enum Crypto {
 
     public static func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
 
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
-    public static func hex(_ bytes: [UInt8]) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes {
-            out.append(hexDigits[Int(b >> 4)])
-            out.append(hexDigits[Int(b & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public static func hex(_ bytes: [UInt8]) -> String { HexDigit.encode(bytes) }
 
     /// SHA-256 of the empty string: the payload hash of requests without a body.
     public static let emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
