@@ -123,11 +123,29 @@ public enum HexDigit {
     public static func encode(_ bytes: [UInt8]) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count * 2)
+        append(bytes, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `bytes` as lowercase hex to `out`.
+    public static func append(_ bytes: [UInt8], to out: inout [UInt8]) {
         for b in bytes {
             out.append(lowercase[Int(b >> 4)])
             out.append(lowercase[Int(b & 0x0F)])
         }
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Whether `text` is the lowercase hex of `bytes`.
+    public static func matches(_ text: ArraySlice<UInt8>, _ bytes: [UInt8]) -> Bool {
+        guard text.count == bytes.count * 2 else { return false }
+        var i = text.startIndex
+        for b in bytes {
+            guard text[i] == lowercase[Int(b >> 4)] else { return false }
+            text.formIndex(after: &i)
+            guard text[i] == lowercase[Int(b & 0x0F)] else { return false }
+            text.formIndex(after: &i)
+        }
+        return true
     }
 
     /// The value of an ASCII hex digit, or nil.

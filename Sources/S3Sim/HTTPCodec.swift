@@ -16,6 +16,7 @@ final class SimHTTPCodec: ChannelInboundHandler {
     /// A request is being answered (perhaps after a latency delay): do not parse the next one yet.
     private var answering = false
     private var closed = false
+    private var flushPending = false
     static let maxHead = 64 * 1024
 
     init(service: SimService) { self.service = service }
@@ -34,7 +35,7 @@ final class SimHTTPCodec: ChannelInboundHandler {
     private struct Head {
         var method: String
         var uri: String
-        var headers: [(name: String, value: String)]
+        var fields: FieldsBuilder
         var contentLength: Int
         var keepAlive: Bool
         var expectContinue: Bool
@@ -68,7 +69,7 @@ final class SimHTTPCodec: ChannelInboundHandler {
             let body = buf.readBytes(length: head.contentLength) ?? []
             buffer = buf.readableBytes > 0 ? buf : nil
             answering = true
-            let request = SimRequest(method: head.method, uri: head.uri, headers: head.headers, body: body)
+            let request = SimRequest(method: head.method, uri: head.uri, fields: head.fields, body: body)
             let response = service.handle(request)
             switch response.fault {
             case .reset:
@@ -93,24 +94,43 @@ final class SimHTTPCodec: ChannelInboundHandler {
     private func answer(_ response: SimResponse, head: Head, context: ChannelHandlerContext) {
         guard !closed, context.channel.isActive else { return }
         var out = context.channel.allocator.buffer(capacity: 256 + response.body.count)
-        out.writeString("HTTP/1.1 \(response.status) \(Self.reason(response.status))\r\n")
+        out.writeStaticString("HTTP/1.1 ")
+        Self.writeDecimal(response.status, to: &out)
+        out.writeStaticString(" ")
+        out.writeString(Self.reason(response.status))
+        out.writeStaticString("\r\n")
         for (name, value) in response.headers {
             out.writeString(name)
             out.writeStaticString(": ")
             out.writeString(value)
             out.writeStaticString("\r\n")
         }
-        out.writeString("content-length: \(response.contentLengthOverride ?? response.body.count)\r\n")
+        out.writeStaticString("content-length: ")
+        Self.writeDecimal(response.contentLengthOverride ?? response.body.count, to: &out)
+        out.writeStaticString("\r\n")
         if !head.keepAlive { out.writeStaticString("connection: close\r\n") }
         out.writeStaticString("\r\n")
         if head.method != "HEAD" { out.writeBytes(response.body) }
         answering = false
         if head.keepAlive {
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            context.write(wrapOutboundOut(out), promise: nil)
+            flushAtEndOfTick(context: context)
             processBuffered(context: context)
         } else {
             closed = true
             context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    /// Answers are flushed once the event loop has read every ready connection, not one by one: a burst of writes
+    /// wakes a waiting client once instead of once per answer (what Netty's FlushConsolidationHandler does). On
+    /// loopback the wake-up of the reader costs as much as the write itself.
+    private func flushAtEndOfTick(context: ChannelHandlerContext) {
+        guard !flushPending else { return }
+        flushPending = true
+        context.eventLoop.assumeIsolated().execute {
+            self.flushPending = false
+            context.flush()
         }
     }
 
@@ -138,56 +158,69 @@ final class SimHTTPCodec: ChannelInboundHandler {
             i += 1
         }
         guard end > 0 else { return nil }
-        var lines: [Range<Int>] = []
-        var start = 0
-        var j = 0
-        while j < end - 2 {
-            if p[j] == 0x0D && p[j + 1] == 0x0A {
-                lines.append(start..<j)
-                start = j + 2
-                j += 2
-                continue
-            }
-            j += 1
-        }
-        guard let requestLine = lines.first else { throw Malformed() }
         func text(_ r: Range<Int>) -> String { String(decoding: UnsafeRawBufferPointer(rebasing: p[r]), as: UTF8.self) }
+        func lineEnd(from start: Int) -> Int {
+            var j = start
+            while j < end - 2, !(p[j] == 0x0D && p[j + 1] == 0x0A) { j += 1 }
+            return j
+        }
+        let requestLine = 0..<lineEnd(from: 0)
         guard let sp1 = p[requestLine].firstIndex(of: 0x20),
               let sp2 = p[(sp1 + 1)..<requestLine.upperBound].firstIndex(of: 0x20) else { throw Malformed() }
         let method = text(requestLine.lowerBound..<sp1)
         let uri = text((sp1 + 1)..<sp2)
-        let version = text((sp2 + 1)..<requestLine.upperBound)
-        guard version == "HTTP/1.1" || version == "HTTP/1.0" else { throw Malformed() }
-        var headers: [(name: String, value: String)] = []
-        headers.reserveCapacity(lines.count)
+        let version = UnsafeRawBufferPointer(rebasing: p[(sp2 + 1)..<requestLine.upperBound])
+        let http11 = version.elementsEqual("HTTP/1.1".utf8)
+        guard http11 || version.elementsEqual("HTTP/1.0".utf8) else { throw Malformed() }
+        var fields = FieldsBuilder(capacity: end)
         var contentLength = 0
-        var keepAlive = version == "HTTP/1.1"
+        var keepAlive = http11
         var expectContinue = false
-        for line in lines.dropFirst() {
+        var start = requestLine.upperBound + 2
+        while start < end - 2 {
+            let line = start..<lineEnd(from: start)
+            start = line.upperBound + 2
             guard let colon = p[line].firstIndex(of: 0x3A) else { throw Malformed() }
             var vs = colon + 1
             var ve = line.upperBound
             while vs < ve, p[vs] == 0x20 || p[vs] == 0x09 { vs += 1 }
             while ve > vs, p[ve - 1] == 0x20 || p[ve - 1] == 0x09 { ve -= 1 }
-            let name = text(line.lowerBound..<colon)
-            let value = text(vs..<ve)
-            headers.append((name, value))
+            let value = UnsafeRawBufferPointer(rebasing: p[vs..<ve])
+            fields.add(name: UnsafeRawBufferPointer(rebasing: p[line.lowerBound..<colon]), value: value)
+            let name = fields.bytes[Int(fields.fields.last!.nameStart)..<Int(fields.fields.last!.valueStart)]
+            func lowercasedValue() -> String { text(vs..<ve).lowercased() }
             switch name.count {
-            case 14 where ASCII.equalsLowercased(name, "content-length"):
-                guard let v = Int(value), v >= 0, v <= 64 << 20 else { throw Malformed() }
+            case 14 where name.equals("content-length"):
+                guard let v = Int(text(vs..<ve)), v >= 0, v <= 64 << 20 else { throw Malformed() }
                 contentLength = v
-            case 10 where ASCII.equalsLowercased(name, "connection"):
-                let v = value.lowercased()
+            case 10 where name.equals("connection"):
+                let v = lowercasedValue()
                 if v == "close" { keepAlive = false } else if v == "keep-alive" { keepAlive = true }
-            case 6 where ASCII.equalsLowercased(name, "expect"):
-                expectContinue = value.lowercased() == "100-continue"
-            case 17 where ASCII.equalsLowercased(name, "transfer-encoding"):
+            case 6 where name.equals("expect"):
+                expectContinue = lowercasedValue() == "100-continue"
+            case 17 where name.equals("transfer-encoding"):
                 throw Malformed()  // no client of the simulator sends chunked bodies
             default: break
             }
         }
-        return Head(method: method, uri: uri, headers: headers, contentLength: contentLength, keepAlive: keepAlive,
+        return Head(method: method, uri: uri, fields: fields, contentLength: contentLength, keepAlive: keepAlive,
                     expectContinue: expectContinue, headLength: end)
+    }
+
+    /// A non-negative number in decimal, without the String an interpolation would build.
+    static func writeDecimal(_ value: Int, to out: inout ByteBuffer) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { d in
+            var v = max(0, value)
+            var i = d.count
+            repeat {
+                i -= 1
+                d[i] = UInt8(0x30 + v % 10)
+                v /= 10
+            } while v > 0
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: d[i...]))
+        }
     }
 
     static func reason(_ status: Int) -> String {

@@ -6,25 +6,24 @@ import S3
 extension SimService {
     /// UpdateObjectEncryption, with the checks in the order S3 applies them and each error of the API page.
     /// https://docs.aws.amazon.com/AmazonS3/latest/API/API_UpdateObjectEncryption.html
-    func updateObjectEncryption(_ request: SimRequest, _ target: Target, resource: String, requestID: String) -> SimResponse {
+    func updateObjectEncryption(_ request: SimRequest, _ target: Target, requestID: String) -> SimResponse {
         func fail(_ status: Int, _ code: String, _ message: String, extra: [(String, String)] = []) -> SimResponse {
-            error(status, code, message, resource: resource, requestID: requestID, extra: extra)
+            error(status, code, message, resource: target.resource, requestID: requestID, extra: extra)
         }
         if let problem = checksumProblem(request) { return fail(400, problem.code, problem.message) }
         // The body: <ObjectEncryption xmlns="…"><SSE-KMS><KMSKeyArn/><BucketKeyEnabled/></SSE-KMS></ObjectEncryption>
         let xml = request.body
-        guard Bytes.find("<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">", in: xml) != nil,
-              Bytes.find("</ObjectEncryption>", in: xml) != nil else {
+        guard Bytes.find(UpdateBody.open, in: xml) != nil, Bytes.find(UpdateBody.close, in: xml) != nil else {
             return fail(400, "MalformedXML", Messages.malformedXML)
         }
-        if Bytes.find("<SSE-C", in: xml) != nil || Bytes.find("<DSSE-KMS", in: xml) != nil {
+        if Bytes.find(UpdateBody.sseC, in: xml) != nil || Bytes.find(UpdateBody.dsseKMS, in: xml) != nil {
             return fail(400, "InvalidRequest", Messages.dsseOrSSECTarget)
         }
-        guard Bytes.find("<SSE-KMS>", in: xml) != nil else { return fail(400, "InvalidRequest", Messages.needValidType) }
-        guard let arn = Bytes.element("KMSKeyArn", in: xml), !arn.isEmpty else { return fail(400, "InvalidRequest", Messages.needARN) }
+        guard Bytes.find(UpdateBody.sseKMS, in: xml) != nil else { return fail(400, "InvalidRequest", Messages.needValidType) }
+        guard let arn = Bytes.element(UpdateBody.keyARN, in: xml), !arn.isEmpty else { return fail(400, "InvalidRequest", Messages.needARN) }
         guard KMSKeyARN.matchesPattern(arn) else { return fail(400, "InvalidRequest", Messages.needValidARN) }
         var bucketKey = false
-        if let value = Bytes.element("BucketKeyEnabled", in: xml) {
+        if let value = Bytes.element(UpdateBody.bucketKey, in: xml) {
             switch value {
             case "true": bucketKey = true
             case "false": bucketKey = false
@@ -34,7 +33,7 @@ extension SimService {
         let versionParam = target.param("versionId")
         if let v = versionParam, v.isEmpty || v.contains(" ") { return fail(400, "InvalidArgument", Messages.invalidVersion) }
         let expectedOwner = request.header("x-amz-expected-bucket-owner")
-        let keyAccount = String(UTF8Split.all(arn[...], 0x3A)[4])  // the pattern check above guarantees five ':'
+        let keyAccount = arnAccount(arn)
         let now = self.now
 
         return state.withLock { buckets, counters -> SimResponse in
@@ -86,17 +85,17 @@ extension SimService {
     /// `httpChecksum.requestChecksumRequired`: Content-MD5 or an x-amz-checksum-* header, checked against the body.
     func checksumProblem(_ request: SimRequest) -> (code: String, message: String)? {
         var found = false
-        if let md5 = request.header("content-md5") {
+        if let md5 = request.headerBytes("content-md5".utf8) {
             found = true
-            if md5 != Crypto.base64(Crypto.md5(request.body)) {
+            if !md5.equals(Crypto.base64(Crypto.md5(request.body))) {
                 return ("BadDigest", "The Content-MD5 you specified did not match what we received.")
             }
         }
-        for (name, value) in request.headers {
-            let lower = name.lowercased()
-            guard lower.hasPrefix("x-amz-checksum-"), lower != "x-amz-checksum-type" else { continue }
+        for f in request.fields {
+            let name = request.name(f)
+            guard name.starts(with: UpdateBody.checksumPrefix), !name.equals("x-amz-checksum-type") else { continue }
             found = true
-            let algorithm = lower.dropFirst("x-amz-checksum-".count)
+            let algorithm = String(decoding: name.dropFirst(UpdateBody.checksumPrefix.count), as: UTF8.self)
             let computed: String
             switch algorithm {
             case "crc32": computed = Crypto.base64(Crypto.crc32(request.body))
@@ -106,7 +105,7 @@ extension SimService {
             default:
                 return ("InvalidRequest", "Value for x-amz-checksum-\(algorithm) header is invalid.")
             }
-            if value != computed {
+            if !request.value(f).equals(computed) {
                 return ("BadDigest", "The \(algorithm.uppercased()) you specified did not match the calculated checksum.")
             }
         }
@@ -115,6 +114,12 @@ extension SimService {
             return ("InvalidRequest", "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or x-amz-trailer headers were found.")
         }
         return found ? nil : ("InvalidRequest", Messages.missingChecksum)
+    }
+
+    /// The account field of a key ARN (the fifth `:`-separated field; `matchesPattern` guarantees it is there).
+    func arnAccount(_ arn: String) -> String {
+        let fields = arn.utf8.split(separator: 0x3A, maxSplits: 5, omittingEmptySubsequences: false)
+        return fields.count > 4 ? String(Substring(fields[4])) : ""
     }
 
     func putObject(_ request: SimRequest, _ target: Target, requestID: String) -> SimResponse {
@@ -255,10 +260,30 @@ extension SimState {
     }
 }
 
-/// Byte-level search for the request path (Foundation's String search is far slower on Linux).
+/// The markers UpdateObjectEncryption's body is checked for, as bytes once.
+enum UpdateBody {
+    static let open = Array("<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">".utf8)
+    static let close = Array("</ObjectEncryption>".utf8)
+    static let sseC = Array("<SSE-C".utf8)
+    static let dsseKMS = Array("<DSSE-KMS".utf8)
+    static let sseKMS = Array("<SSE-KMS>".utf8)
+    static let keyARN = Bytes.Tag("KMSKeyArn")
+    static let bucketKey = Bytes.Tag("BucketKeyEnabled")
+    static let checksumPrefix = Array("x-amz-checksum-".utf8)
+}
+
+/// Byte-level search in a request body (Foundation's String search is far slower on Linux).
 enum Bytes {
-    static func find(_ needle: String, in haystack: [UInt8], from start: Int = 0) -> Int? {
-        let n = Array(needle.utf8)
+    struct Tag {
+        let open: [UInt8]
+        let close: [UInt8]
+        init(_ name: String) {
+            open = Array("<\(name)>".utf8)
+            close = Array("</\(name)>".utf8)
+        }
+    }
+
+    static func find(_ n: [UInt8], in haystack: [UInt8], from start: Int = 0) -> Int? {
         guard !n.isEmpty, haystack.count - start >= n.count else { return nil }
         let first = n[0]
         var i = start
@@ -275,11 +300,10 @@ enum Bytes {
     }
 
     /// The text of the first `<tag>…</tag>`.
-    static func element(_ tag: String, in xml: [UInt8]) -> String? {
-        let open = "<\(tag)>"
-        guard let a = find(open, in: xml) else { return nil }
-        let start = a + open.utf8.count
-        guard let b = find("</\(tag)>", in: xml, from: start) else { return nil }
+    static func element(_ tag: Tag, in xml: [UInt8]) -> String? {
+        guard let a = find(tag.open, in: xml) else { return nil }
+        let start = a + tag.open.count
+        guard let b = find(tag.close, in: xml, from: start) else { return nil }
         return String(decoding: xml[start..<b], as: UTF8.self)
     }
 }

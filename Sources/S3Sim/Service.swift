@@ -1,26 +1,7 @@
+import Domain
 import Foundation
 import NIOConcurrencyHelpers
 import S3
-
-/// A request as the server received it.
-public struct SimRequest: Sendable {
-    public var method: String
-    /// The request target as sent: raw path and query, still percent-encoded.
-    public var uri: String
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
-
-    public init(method: String, uri: String, headers: [(name: String, value: String)], body: [UInt8]) {
-        self.method = method
-        self.uri = uri
-        self.headers = headers
-        self.body = body
-    }
-
-    func header(_ name: String) -> String? {
-        headers.first { ASCII.equalsLowercased($0.name, name) }?.value
-    }
-}
 
 public struct SimResponse: Sendable {
     public enum Fault: Sendable, Equatable { case reset, delay(seconds: Double) }
@@ -60,7 +41,8 @@ public final class SimService: @unchecked Sendable {
     private var kmsThrottle: SimTokenBucket?
     private var random = SplitMix64(seed: 0x5EED)
     private var requestCounter: UInt64 = 0
-    private var signers: [String: SigV4Signer] = [:]
+    /// Signing keys by credential scope (`AKID/day/region/s3/aws4_request`); emptied when a credential changes.
+    private var signingKeys: [String: [UInt8]] = [:]
     private var dateSecond = 0
     private var dateHeader = ""
 
@@ -91,7 +73,12 @@ public final class SimService: @unchecked Sendable {
         }
     }
 
-    public func addCredential(_ credential: SimCredential) { lock.withLock { credentials[credential.accessKeyID] = credential } }
+    public func addCredential(_ credential: SimCredential) {
+        lock.withLock {
+            credentials[credential.accessKeyID] = credential
+            signingKeys = [:]
+        }
+    }
 
     static func monotonic() -> Double {
         var ts = timespec()
@@ -129,7 +116,10 @@ public final class SimService: @unchecked Sendable {
         var bucket: String
         var key: String
         var query: [(name: String, value: String)]
-        var canonicalURI: String
+        /// The bucket's region; nil when no such bucket exists.
+        var region: String?
+        /// `/bucket/key`, as S3 names the resource in an error (built only when one is).
+        var resource: String { "/" + bucket + (key.isEmpty ? "" : "/" + key) }
         func param(_ name: String) -> String? { query.first { $0.name == name }?.value }
         func has(_ name: String) -> Bool { query.contains { $0.name == name } }
     }
@@ -137,17 +127,16 @@ public final class SimService: @unchecked Sendable {
     private func route(_ request: SimRequest, requestID: String) -> SimResponse {
         // Byte-level splitting throughout: Character-level String operations cost graphemes on every request.
         let (pathPart, queryPart) = UTF8Split.once(request.uri[...], 0x3F)  // '?'
-        let rawPath = String(pathPart)
-        if rawPath.hasPrefix("/_sim/") { return admin(rawPath) }
-        guard let path = URIEncoding.decode(rawPath) else {
-            return error(400, "InvalidURI", "Couldn't parse the specified URI.", resource: rawPath, requestID: requestID)
+        if pathPart.utf8.starts(with: "/_sim/".utf8) { return admin(String(pathPart)) }
+        guard let path = URIEncoding.decode(pathPart) else {
+            return error(400, "InvalidURI", "Couldn't parse the specified URI.", resource: String(pathPart), requestID: requestID)
         }
         var query: [(name: String, value: String)] = []
         if let queryPart, !queryPart.isEmpty {
             for pair in UTF8Split.all(queryPart, 0x26) where !pair.isEmpty {  // '&'
                 let (rawName, rawValue) = UTF8Split.once(pair, 0x3D)  // '='
                 guard let name = URIEncoding.decode(rawName), let value = rawValue.map({ URIEncoding.decode($0) }) ?? "" else {
-                    return error(400, "InvalidURI", "Couldn't parse the specified URI.", resource: rawPath, requestID: requestID)
+                    return error(400, "InvalidURI", "Couldn't parse the specified URI.", resource: String(pathPart), requestID: requestID)
                 }
                 query.append((name, value))
             }
@@ -155,29 +144,24 @@ public final class SimService: @unchecked Sendable {
         // Virtual-hosted (Host: bucket.<endpoint>) or path style (/bucket/key).
         var host = Substring(request.header("host") ?? "")
         if !host.hasSuffix("]"), let colon = host.utf8.lastIndex(of: 0x3A) { host = host[..<colon] }
-        let target: Target
-        let firstLabel = host.utf8.firstIndex(of: 0x2E).map { String(host[..<$0]) }
-        if let firstLabel, !SimService.isIP(host), state.bucketRegion(firstLabel) != nil {
+        var target: Target
+        if !SimService.isIP(host), let dot = host.utf8.firstIndex(of: 0x2E), let region = state.bucketRegion(String(host[..<dot])) {
             let key = path.hasPrefix("/") ? String(path.utf8.dropFirst())! : path
-            target = Target(bucket: firstLabel, key: key, query: query, canonicalURI: CanonicalURI.s3(bucket: nil, key: key))
+            target = Target(bucket: String(host[..<dot]), key: key, query: query, region: region)
         } else {
             let trimmed = path.hasPrefix("/") ? Substring(path.utf8.dropFirst()) : Substring(path)
             let (bucket, rest) = UTF8Split.once(trimmed, 0x2F)  // '/'
-            let key = rest.map(String.init) ?? ""
-            target = Target(bucket: String(bucket), key: key, query: query,
-                            canonicalURI: CanonicalURI.s3(bucket: bucket.isEmpty ? nil : String(bucket), key: key))
+            target = Target(bucket: String(bucket), key: rest.map(String.init) ?? "", query: query)
+            target.region = state.bucketRegion(target.bucket)
         }
-        let resource = "/" + target.bucket + (target.key.isEmpty ? "" : "/" + target.key)
-        if verifySignatures, let failure = authenticate(request, target, resource: resource, requestID: requestID) {
-            return failure
-        }
-        if let fault = injectFault(request, target, resource: resource, requestID: requestID) { return fault }
+        if verifySignatures, let failure = authenticate(request, target, requestID: requestID) { return failure }
+        if let fault = injectFault(request, target, requestID: requestID) { return fault }
         guard !target.bucket.isEmpty else {
             return error(501, "NotImplemented", "ListBuckets is not implemented by the simulator", resource: "/", requestID: requestID)
         }
-        guard state.bucketRegion(target.bucket) != nil else {
-            return error(404, "NoSuchBucket", Messages.noSuchBucket, resource: resource, requestID: requestID, head: request.method == "HEAD",
-                         extra: [("BucketName", target.bucket)])
+        guard target.region != nil else {
+            return error(404, "NoSuchBucket", Messages.noSuchBucket, resource: target.resource, requestID: requestID,
+                         head: request.method == "HEAD", extra: [("BucketName", target.bucket)])
         }
         if target.key.isEmpty {
             switch (request.method, target.has("versions"), target.param("list-type")) {
@@ -185,143 +169,141 @@ public final class SimService: @unchecked Sendable {
             case ("GET", true, _): return listObjectVersions(target)
             case ("GET", false, "2"): return listObjectsV2(target)
             default:
-                return error(501, "NotImplemented", "This bucket operation is not implemented by the simulator", resource: resource,
-                             requestID: requestID)
+                return error(501, "NotImplemented", "This bucket operation is not implemented by the simulator",
+                             resource: target.resource, requestID: requestID)
             }
         }
         switch request.method {
-        case "PUT" where target.has("encryption"): return updateObjectEncryption(request, target, resource: resource, requestID: requestID)
+        case "PUT" where target.has("encryption"): return updateObjectEncryption(request, target, requestID: requestID)
         case "PUT": return putObject(request, target, requestID: requestID)
-        case "HEAD": return getObject(request, target, resource: resource, requestID: requestID, head: true)
-        case "GET": return getObject(request, target, resource: resource, requestID: requestID, head: false)
-        default: return error(405, "MethodNotAllowed", Messages.methodNotAllowed, resource: resource, requestID: requestID)
+        case "HEAD": return getObject(request, target, resource: target.resource, requestID: requestID, head: true)
+        case "GET": return getObject(request, target, resource: target.resource, requestID: requestID, head: false)
+        default: return error(405, "MethodNotAllowed", Messages.methodNotAllowed, resource: target.resource, requestID: requestID)
         }
     }
 
+    /// An IPv6 literal, or four dot-separated decimal numbers below 256.
     static func isIP(_ host: Substring) -> Bool {
-        if host.utf8.contains(0x3A) { return true }
-        let parts = UTF8Split.all(host, 0x2E)
-        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
+        var parts = 0, digits = 0, value = 0
+        for b in host.utf8 {
+            switch b {
+            case 0x3A: return true  // ':' only appears in an IPv6 literal once the port is gone
+            case 0x2E:
+                guard digits > 0 else { return false }
+                parts += 1
+                digits = 0
+                value = 0
+            case 0x30...0x39:
+                digits += 1
+                value = value * 10 + Int(b - 0x30)
+                if digits > 3 || value > 255 { return false }
+            default: return false
+            }
+        }
+        return parts == 3 && digits > 0
     }
 
     // MARK: SigV4, checked from the server's side
 
-    private func authenticate(_ request: SimRequest, _ target: Target, resource: String, requestID: String) -> SimResponse? {
+    private func authenticate(_ request: SimRequest, _ target: Target, requestID: String) -> SimResponse? {
         let head = request.method == "HEAD"
         func deny(_ status: Int, _ code: String, _ message: String, extra: [(String, String)] = []) -> SimResponse {
             state.count { $0.signatureFailures += 1 }
-            return error(status, code, message, resource: resource, requestID: requestID, head: head, extra: extra)
+            return error(status, code, message, resource: target.resource, requestID: requestID, head: head, extra: extra)
         }
-        guard let authorization = request.header("authorization") else {
+        guard let authorization = request.headerBytes("authorization".utf8) else {
             if target.has("encryption") { return deny(400, "InvalidRequest", Messages.needSigV4) }
             return deny(403, "AccessDenied", Messages.accessDenied)
         }
-        guard authorization.hasPrefix("AWS4-HMAC-SHA256 "),
-              let auth = ParsedAuthorization(authorization.dropFirst("AWS4-HMAC-SHA256 ".count)) else {
+        guard let auth = AuthorizationHeader(authorization) else {
             if target.has("encryption") { return deny(400, "InvalidRequest", Messages.needSigV4) }
             return deny(400, "AuthorizationHeaderMalformed", "The authorization header is malformed; the authorization header requires three components: Credential, SignedHeaders, and Signature.")
         }
-        guard let credential = lock.withLock({ credentials[auth.accessKeyID] }) else {
-            return deny(403, "InvalidAccessKeyId", Messages.unknownAccessKey, extra: [("AWSAccessKeyId", auth.accessKeyID)])
+        let accessKeyID = auth.text(\.accessKeyID)
+        guard let credential = lock.withLock({ credentials[accessKeyID] }) else {
+            return deny(403, "InvalidAccessKeyId", Messages.unknownAccessKey, extra: [("AWSAccessKeyId", accessKeyID)])
         }
-        guard let amzDateText = request.header("x-amz-date"), let amzDate = SigV4Date(amzDate: amzDateText),
-              let seconds = amzDate.secondsSince1970 else {
+        guard let amzDate = request.headerBytes("x-amz-date".utf8), let seconds = amzDateSeconds(amzDate) else {
             return deny(403, "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
         }
         let serverNow = now
         if abs(Double(seconds) - serverNow.timeIntervalSince1970) > 15 * 60 {
             return deny(403, "RequestTimeTooSkewed", Messages.skewed, extra: [
-                ("RequestTime", amzDateText), ("ServerTime", ISO8601DateFormatter().string(from: serverNow)),
+                ("RequestTime", String(decoding: amzDate, as: UTF8.self)), ("ServerTime", ISO8601DateFormatter().string(from: serverNow)),
                 ("MaxAllowedSkewMilliseconds", "900000"),
             ])
         }
-        if auth.day != amzDate.day || auth.service != "s3" || auth.terminator != "aws4_request" {
+        if !auth.day.elementsEqual(amzDate.prefix(8)) || !auth.service.equals("s3") || !auth.terminator.equals("aws4_request") {
             return deny(400, "AuthorizationHeaderMalformed", "The authorization header is malformed; the credential scope "
-                + "'\(auth.day)/\(auth.region)/\(auth.service)/\(auth.terminator)' does not match the request date or service.")
+                + "'\(auth.text(\.day))/\(auth.text(\.region))/\(auth.text(\.service))/\(auth.text(\.terminator))' "
+                + "does not match the request date or service.")
         }
-        if let bucketRegion = state.bucketRegion(target.bucket), bucketRegion != auth.region {
+        if let bucketRegion = target.region, !auth.region.equals(bucketRegion) {
             state.count { $0.wrongRegion += 1 }
             var response = error(400, "AuthorizationHeaderMalformed",
-                                 "The authorization header is malformed; the region '\(auth.region)' is wrong; expecting '\(bucketRegion)'",
-                                 resource: resource, requestID: requestID, head: head, extra: [("Region", bucketRegion)])
+                                 "The authorization header is malformed; the region '\(auth.text(\.region))' is wrong; expecting '\(bucketRegion)'",
+                                 resource: target.resource, requestID: requestID, head: head, extra: [("Region", bucketRegion)])
             response.headers.append(("x-amz-bucket-region", bucketRegion))
             return response
         }
         if let token = credential.sessionToken {
-            guard request.header("x-amz-security-token") == token else { return deny(403, "InvalidToken", Messages.invalidToken) }
+            guard let sent = request.headerBytes("x-amz-security-token".utf8), sent.equals(token) else {
+                return deny(403, "InvalidToken", Messages.invalidToken)
+            }
         }
-        let signed = Set(auth.signedHeaders)
-        guard signed.contains("host") else { return deny(403, "AccessDenied", Messages.unsignedHeaders) }
-        for (name, _) in request.headers where name.utf8.count > 6 && ASCII.hasLowercasePrefix(name, "x-amz-") {
-            let lower = name.lowercased()
-            if !signed.contains(lower) { return deny(403, "AccessDenied", Messages.unsignedHeaders, extra: [("HeadersNotSigned", lower)]) }
+        let signed = auth.signedHeaders.split(separator: 0x3B)  // ';'
+        guard signed.contains(where: { $0.equals("host") }) else { return deny(403, "AccessDenied", Messages.unsignedHeaders) }
+        for f in request.fields {
+            let name = request.name(f)
+            guard name.starts(with: "x-amz-".utf8), !signed.contains(where: { $0.elementsEqual(name) }) else { continue }
+            return deny(403, "AccessDenied", Messages.unsignedHeaders, extra: [("HeadersNotSigned", String(decoding: name, as: UTF8.self))])
         }
-        guard let contentSHA = request.header("x-amz-content-sha256") else {
+        guard let contentSHA = request.headerBytes("x-amz-content-sha256".utf8) else {
             return deny(400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
         }
-        if contentSHA != "UNSIGNED-PAYLOAD" && contentSHA != "STREAMING-UNSIGNED-PAYLOAD-TRAILER" {
-            if contentSHA != Crypto.sha256Hex(request.body) {
+        if !contentSHA.equals("UNSIGNED-PAYLOAD") && !contentSHA.equals("STREAMING-UNSIGNED-PAYLOAD-TRAILER") {
+            let digest = Crypto.sha256(request.body)
+            if !HexDigit.matches(contentSHA, digest) {
                 return deny(400, "XAmzContentSHA256Mismatch", Messages.contentSHAMismatch, extra: [
-                    ("ClientComputedContentSHA256", contentSHA), ("S3ComputedContentSHA256", Crypto.sha256Hex(request.body)),
+                    ("ClientComputedContentSHA256", String(decoding: contentSHA, as: UTF8.self)),
+                    ("S3ComputedContentSHA256", HexDigit.encode(digest)),
                 ])
             }
         }
-        var headers: [(name: String, value: String)] = []
-        for name in auth.signedHeaders {
-            let values = request.headers.filter { ASCII.equalsLowercased($0.name, name) }.map(\.value)
-            guard !values.isEmpty else {
-                return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch)
-            }
-            for v in values { headers.append((name, v)) }
+        let canonical: [UInt8]
+        do {
+            canonical = try CanonicalRequest.build(request, authorization: auth, payloadHash: contentSHA)
+        } catch .malformedURI {
+            return deny(400, "InvalidURI", "Couldn't parse the specified URI.")
+        } catch {
+            return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch)
         }
-        let signer = lock.withLock { () -> SigV4Signer in
-            if let s = signers[auth.region] { return s }
-            let s = SigV4Signer(service: "s3", region: auth.region)
-            signers[auth.region] = s
-            return s
-        }
-        let result = signer.sign(SigV4Request(method: request.method, canonicalURI: target.canonicalURI, query: target.query,
-                                              headers: headers, payloadHash: contentSHA),
-                                 credentials: AWSCredentials(accessKeyID: credential.accessKeyID,
-                                                             secretAccessKey: credential.secretAccessKey),
-                                 date: amzDate)
-        guard result.signature == auth.signature else {
+        let stringToSign = CanonicalRequest.stringToSign(canonical: canonical, amzDate: amzDate, scope: auth.credential.dropFirst(auth.accessKeyID.count + 1))
+        let key = signingKey(credential, auth: auth)
+        let signature = Crypto.hmacSHA256(key: key, stringToSign)
+        guard HexDigit.matches(auth.signature, signature) else {
             return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch, extra: [
-                ("AWSAccessKeyId", auth.accessKeyID), ("StringToSign", result.stringToSign),
-                ("SignatureProvided", auth.signature), ("CanonicalRequest", result.canonicalRequest),
+                ("AWSAccessKeyId", accessKeyID), ("StringToSign", String(decoding: stringToSign, as: UTF8.self)),
+                ("SignatureProvided", auth.text(\.signature)), ("CanonicalRequest", String(decoding: canonical, as: UTF8.self)),
             ])
         }
         return nil
     }
 
-    struct ParsedAuthorization {
-        var accessKeyID = "", day = "", region = "", service = "", terminator = ""
-        var signedHeaders: [String] = []
-        var signature = ""
-
-        init?(_ text: Substring) {
-            for rawPart in UTF8Split.all(text, 0x2C) {  // ','
-                let part = rawPart.drop(while: { $0 == " " })
-                let (name, value) = UTF8Split.once(part, 0x3D)  // '='
-                guard let value else { return nil }
-                switch name {
-                case "Credential":
-                    let scope = UTF8Split.all(value, 0x2F)  // '/'
-                    guard scope.count == 5 else { return nil }
-                    (accessKeyID, day, region, service, terminator) =
-                        (String(scope[0]), String(scope[1]), String(scope[2]), String(scope[3]), String(scope[4]))
-                case "SignedHeaders": signedHeaders = UTF8Split.all(value, 0x3B).map(String.init)
-                case "Signature": signature = String(value)
-                default: return nil
-                }
-            }
-            if accessKeyID.isEmpty || signedHeaders.isEmpty || signature.isEmpty { return nil }
-        }
+    /// kSigning for the credential's secret, day and region, derived once and cached (as S3 and the SDKs do).
+    private func signingKey(_ credential: SimCredential, auth: AuthorizationHeader) -> [UInt8] {
+        let scope = auth.text(\.credential)
+        if let key = lock.withLock({ signingKeys[scope] }) { return key }
+        let key = SigV4Signer(service: "s3", region: auth.text(\.region))
+            .signingKey(credentials: AWSCredentials(accessKeyID: credential.accessKeyID, secretAccessKey: credential.secretAccessKey),
+                        day: auth.text(\.day))
+        lock.withLock { signingKeys[scope] = key }
+        return key
     }
 
     // MARK: Faults
 
-    private func injectFault(_ request: SimRequest, _ target: Target, resource: String, requestID: String) -> SimResponse? {
+    private func injectFault(_ request: SimRequest, _ target: Target, requestID: String) -> SimResponse? {
         let now = Self.monotonic()
         let (faults, throttled, kmsThrottled, roll) = lock.withLock { () -> (SimFaults, Bool, Bool, Double) in
             var throttled = false
@@ -339,13 +321,13 @@ public final class SimService: @unchecked Sendable {
         var response: SimResponse?
         if throttled {
             state.count { $0.throttled += 1 }
-            response = error(503, "SlowDown", Messages.slowDown, resource: resource, requestID: requestID, head: request.method == "HEAD")
+            response = error(503, "SlowDown", Messages.slowDown, resource: target.resource, requestID: requestID, head: request.method == "HEAD")
         } else if kmsThrottled {
             state.count { $0.kmsThrottled += 1 }
-            response = error(503, "SlowDown", Messages.slowDownKMS, resource: resource, requestID: requestID)
+            response = error(503, "SlowDown", Messages.slowDownKMS, resource: target.resource, requestID: requestID)
         } else if roll < faults.errorRate {
             state.count { $0.injectedErrors += 1 }
-            response = error(500, "InternalError", Messages.internalError, resource: resource, requestID: requestID,
+            response = error(500, "InternalError", Messages.internalError, resource: target.resource, requestID: requestID,
                              head: request.method == "HEAD")
         } else if roll < faults.errorRate + faults.resetRate {
             state.count { $0.injectedResets += 1 }
@@ -355,7 +337,7 @@ public final class SimService: @unchecked Sendable {
             return SimResponse(status: 500, headers: [], body: [], fault: .delay(seconds: faults.slowSeconds))
         } else if target.has("encryption"), roll < faults.errorRate + faults.resetRate + faults.slowRate + faults.errorIn200Rate {
             state.count { $0.injectedErrorIn200 += 1 }
-            var r = error(500, "InternalError", Messages.internalError, resource: resource, requestID: requestID)
+            var r = error(500, "InternalError", Messages.internalError, resource: target.resource, requestID: requestID)
             r.status = 200
             response = r
         }

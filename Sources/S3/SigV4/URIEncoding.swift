@@ -12,15 +12,38 @@ public enum URIEncoding {
 
     /// Appends the encoding of `s` to `out`; `keepSlash` leaves `/` as is (paths), else it becomes `%2F` (query).
     public static func append(_ s: some StringProtocol, keepSlash: Bool, to out: inout [UInt8]) {
-        for b in s.utf8 {
-            if isUnreserved(b) || (keepSlash && b == 0x2F) {
-                out.append(b)
-            } else {
-                out.append(0x25)
-                out.append(hex[Int(b >> 4)])
-                out.append(hex[Int(b & 0x0F)])
-            }
+        for b in s.utf8 { append(byte: b, keepSlash: keepSlash, to: &out) }
+    }
+
+    @inline(__always)
+    static func append(byte b: UInt8, keepSlash: Bool, to out: inout [UInt8]) {
+        if isUnreserved(b) || (keepSlash && b == 0x2F) {
+            out.append(b)
+        } else {
+            out.append(0x25)
+            out.append(hex[Int(b >> 4)])
+            out.append(hex[Int(b & 0x0F)])
         }
+    }
+
+    /// Appends `raw` as a server canonicalises what it received: each `%XX` decoded, then every byte encoded once.
+    /// Returns false (having appended part) when an escape is malformed.
+    /// (Concrete, not generic: an unspecialised generic across modules walks the bytes through witness tables.)
+    public static func appendReencoded(_ raw: UnsafeBufferPointer<UInt8>, keepSlash: Bool, to out: inout [UInt8]) -> Bool {
+        var i = raw.startIndex
+        while i != raw.endIndex {
+            var b = raw[i]
+            raw.formIndex(after: &i)
+            if b == 0x25 {
+                guard i != raw.endIndex, let h = HexDigit.value(raw[i]) else { return false }
+                raw.formIndex(after: &i)
+                guard i != raw.endIndex, let l = HexDigit.value(raw[i]) else { return false }
+                raw.formIndex(after: &i)
+                b = h << 4 | l
+            }
+            append(byte: b, keepSlash: keepSlash, to: &out)
+        }
+        return true
     }
 
     public static func encode(_ s: some StringProtocol, keepSlash: Bool) -> String {

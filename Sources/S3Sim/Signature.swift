@@ -1,0 +1,177 @@
+import Domain
+import S3
+
+/// The parts of a SigV4 `Authorization` header, as slices of the request's bytes.
+/// https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-auth-using-authorization-header.html
+struct AuthorizationHeader {
+    /// `AKID/day/region/service/aws4_request` as sent.
+    var credential: ArraySlice<UInt8> = []
+    var accessKeyID: ArraySlice<UInt8> = []
+    var day: ArraySlice<UInt8> = []
+    var region: ArraySlice<UInt8> = []
+    var service: ArraySlice<UInt8> = []
+    var terminator: ArraySlice<UInt8> = []
+    var signedHeaders: ArraySlice<UInt8> = []
+    var signature: ArraySlice<UInt8> = []
+
+    static let scheme = Array("AWS4-HMAC-SHA256 ".utf8)
+
+    /// Parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`; nil when malformed.
+    init?(_ value: ArraySlice<UInt8>) {
+        guard value.starts(with: Self.scheme) else { return nil }
+        for rawPart in value.dropFirst(Self.scheme.count).split(separator: 0x2C, omittingEmptySubsequences: false) {  // ','
+            let part = rawPart.drop { $0 == 0x20 }
+            guard let eq = part.firstIndex(of: 0x3D) else { return nil }  // '='
+            let name = part[..<eq]
+            let v = part[(eq + 1)...]
+            if name.equals("Credential") {
+                let scope = v.split(separator: 0x2F, omittingEmptySubsequences: false)  // '/'
+                guard scope.count == 5 else { return nil }
+                (credential, accessKeyID, day, region, service, terminator) = (v, scope[0], scope[1], scope[2], scope[3], scope[4])
+            } else if name.equals("SignedHeaders") {
+                signedHeaders = v
+            } else if name.equals("Signature") {
+                signature = v
+            } else {
+                return nil
+            }
+        }
+        if accessKeyID.isEmpty || signedHeaders.isEmpty || signature.isEmpty { return nil }
+    }
+
+    func text(_ part: KeyPath<AuthorizationHeader, ArraySlice<UInt8>>) -> String {
+        String(decoding: self[keyPath: part], as: UTF8.self)
+    }
+}
+
+/// The canonical request and string to sign, computed from the server's side: the path and query decoded as received
+/// and encoded again once, the signed headers' values as received. Built as bytes: this runs for every request.
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
+enum CanonicalRequest {
+    enum Problem: Error { case malformedURI, headersNotSorted, missingSignedHeader }
+
+    static func build(_ request: SimRequest, authorization auth: AuthorizationHeader, payloadHash: ArraySlice<UInt8>) throws(Problem)
+        -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(1024)
+        out += request.method.utf8
+        out.append(0x0A)
+        var uri = request.uri
+        let uriOK = uri.withUTF8 { raw -> Bool in
+            let q = raw.firstIndex(of: 0x3F)  // '?'
+            guard URIEncoding.appendReencoded(UnsafeBufferPointer(rebasing: raw[..<(q ?? raw.endIndex)]), keepSlash: true, to: &out)
+            else { return false }
+            out.append(0x0A)
+            guard let q else { return true }
+            return appendQuery(raw[(q + 1)...], to: &out)
+        }
+        guard uriOK else { throw .malformedURI }
+        out.append(0x0A)
+        var previous: ArraySlice<UInt8>?
+        for name in auth.signedHeaders.split(separator: 0x3B, omittingEmptySubsequences: false) {  // ';'
+            // The list must be sorted and without repeats, as every SDK sends it; S3 rejects anything else.
+            if let previous, !previous.lexicographicallyPrecedes(name) { throw .headersNotSorted }
+            previous = name
+            out += name
+            out.append(0x3A)
+            var found = false
+            for f in request.fields where request.name(f).elementsEqual(name) {
+                if found { out.append(0x2C) }  // repeated fields fold into one line, comma-separated
+                appendCanonicalValue(request.value(f), to: &out)
+                found = true
+            }
+            guard found else { throw .missingSignedHeader }
+            out.append(0x0A)
+        }
+        out.append(0x0A)
+        out += auth.signedHeaders
+        out.append(0x0A)
+        out += payloadHash
+        return out
+    }
+
+    /// Name/value pairs decoded and encoded again, sorted by name then value (bytes), joined with `&`.
+    /// False when an escape is malformed.
+    static func appendQuery(_ raw: UnsafeBufferPointer<UInt8>.SubSequence, to out: inout [UInt8]) -> Bool {
+        var pairs: [[UInt8]] = []
+        for pair in raw.split(separator: 0x26) {  // '&'
+            var encoded: [UInt8] = []
+            encoded.reserveCapacity(pair.count + 8)
+            let eq = pair.firstIndex(of: 0x3D) ?? pair.endIndex
+            guard URIEncoding.appendReencoded(UnsafeBufferPointer(rebasing: pair[..<eq]), keepSlash: false, to: &encoded) else { return false }
+            encoded.append(0x3D)
+            if eq != pair.endIndex {
+                guard URIEncoding.appendReencoded(UnsafeBufferPointer(rebasing: pair[(eq + 1)...]), keepSlash: false, to: &encoded) else { return false }
+            }
+            pairs.append(encoded)
+        }
+        if pairs.count > 1 {
+            // '=' sorts before every encoded name byte, so comparing "name=value" sorts by name, then value.
+            pairs.sort { $0.lexicographicallyPrecedes($1) }
+        }
+        for (i, pair) in pairs.enumerated() {
+            if i > 0 { out.append(0x26) }
+            out += pair
+        }
+        return true
+    }
+
+    /// Trimmed, with runs of blanks inside the value folded into one space.
+    static func appendCanonicalValue(_ value: ArraySlice<UInt8>, to out: inout [UInt8]) {
+        var pendingSpace = false
+        var started = false
+        for b in value {
+            if b == 0x20 || b == 0x09 {
+                pendingSpace = started
+            } else {
+                if pendingSpace { out.append(0x20) }
+                started = true
+                pendingSpace = false
+                out.append(b)
+            }
+        }
+    }
+
+    /// `AWS4-HMAC-SHA256\n<amz-date>\n<scope>\n<hex sha256 of the canonical request>`.
+    static func stringToSign(canonical: [UInt8], amzDate: ArraySlice<UInt8>, scope: ArraySlice<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(160)
+        out += "AWS4-HMAC-SHA256\n".utf8
+        out += amzDate
+        out.append(0x0A)
+        out += scope
+        out.append(0x0A)
+        HexDigit.append(Crypto.sha256(canonical), to: &out)
+        return out
+    }
+}
+
+/// `YYYYMMDD'T'HHMMSS'Z'` to seconds since 1970; nil when malformed.
+func amzDateSeconds(_ b: ArraySlice<UInt8>) -> Int? {
+    guard b.count == 16 else { return nil }
+    let s = b.startIndex
+    guard b[s + 8] == 0x54, b[s + 15] == 0x5A else { return nil }  // 'T', 'Z'
+    var ok = true
+    func digits(_ from: Int, _ count: Int) -> Int {
+        var v = 0
+        for i in from..<(from + count) {
+            let c = b[s + i]
+            if c < 0x30 || c > 0x39 { ok = false }
+            v = v * 10 + Int(c &- 0x30)
+        }
+        return v
+    }
+    let year = digits(0, 4), month = digits(4, 2), day = digits(6, 2)
+    let hour = digits(9, 2), minute = digits(11, 2), second = digits(13, 2)
+    guard ok else { return nil }
+    guard (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+    // Days from the civil date (Howard Hinnant's algorithm), so no libc time zone state is involved.
+    let y = month <= 2 ? year - 1 : year
+    let era = (y >= 0 ? y : y - 399) / 400
+    let yoe = y - era * 400
+    let mp = (month + 9) % 12
+    let doy = (153 * mp + 2) / 5 + day - 1
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+    let days = era * 146_097 + doe - 719_468
+    return days * 86_400 + hour * 3_600 + minute * 60 + second
+}

@@ -1,0 +1,101 @@
+import Domain
+import Foundation
+import S3
+@testable import S3Sim
+import XCTest
+
+/// The simulator's own SigV4 check (bytes, from the server's side) against requests signed by the client's signer,
+/// called in process: folded header values, repeated fields, unsorted query parameters, encoded paths.
+final class ServerSignatureTests: XCTestCase {
+    let credential = SimCredential.default
+
+    func service() -> SimService {
+        let state = SimState()
+        state.addBucket(SimBucket(name: "bucket-a"))
+        return SimService(state: state)
+    }
+
+    /// A GET signed with the client's signer; `mutate` changes the request after signing.
+    func signedRequest(path: String, key: String, query: [(String, String)], rawQuery: String,
+                       extraHeaders: [(String, String)] = [], signedHeadersOverride: String? = nil) -> SimRequest {
+        let date = SigV4Date(Date())
+        var headers: [(name: String, value: String)] = [("Host", "127.0.0.1:9000"), ("X-Amz-Date", date.amzDate),
+                                                        ("x-amz-content-sha256", Crypto.emptySHA256)]
+        headers += extraHeaders.map { (name: $0.0, value: $0.1) }
+        let signer = SigV4Signer(service: "s3", region: "us-east-1")
+        let signed = signer.sign(SigV4Request(method: "GET", canonicalURI: CanonicalURI.s3(bucket: "bucket-a", key: key),
+                                              query: query, headers: headers, payloadHash: Crypto.emptySHA256),
+                                 credentials: AWSCredentials(accessKeyID: credential.accessKeyID,
+                                                             secretAccessKey: credential.secretAccessKey),
+                                 date: date)
+        var authorization = signed.authorization
+        if let override = signedHeadersOverride {
+            authorization = authorization.replacingOccurrences(of: "SignedHeaders=" + signed.signedHeaders,
+                                                               with: "SignedHeaders=" + override)
+        }
+        headers.append(("Authorization", authorization))
+        return SimRequest(method: "GET", uri: path + (rawQuery.isEmpty ? "" : "?" + rawQuery), headers: headers, body: [])
+    }
+
+    func code(_ response: SimResponse) -> String? {
+        let body = String(decoding: response.body, as: UTF8.self)
+        guard let a = body.range(of: "<Code>"), let b = body.range(of: "</Code>") else { return nil }
+        return String(body[a.upperBound..<b.lowerBound])
+    }
+
+    func testAwkwardPathFoldedValuesRepeatedFieldsAndUnsortedQueryVerify() {
+        let sim = service()
+        // The key decoded from the path is re-encoded once: "%2B" and "+" both mean '+', "%7E" is '~'.
+        let request = signedRequest(
+            path: "/bucket-a/a%20b/%2Bc%7E/d+e",
+            key: "a b/+c~/d+e",
+            query: [("versions", ""), ("prefix", "x y"), ("max-keys", "2")],
+            rawQuery: "versions&prefix=x%20y&max-keys=2",
+            extraHeaders: [("X-Amz-Meta-Note", "  two   spaces\tand a tab "), ("x-amz-meta-list", "a"), ("X-Amz-Meta-List", "b")])
+        let response = sim.handle(request)
+        // GET of a missing key: past the signature check, S3 answers NoSuchKey.
+        XCTAssertEqual(code(response), "NoSuchKey", String(decoding: response.body, as: UTF8.self))
+        XCTAssertEqual(sim.state.snapshotCounters.signatureFailures, 0)
+    }
+
+    func testSignedHeadersOutOfOrderOrMissingAreRefused() {
+        let sim = service()
+        let reordered = signedRequest(path: "/bucket-a/k", key: "k", query: [], rawQuery: "",
+                                      signedHeadersOverride: "x-amz-date;host;x-amz-content-sha256")
+        XCTAssertEqual(code(sim.handle(reordered)), "SignatureDoesNotMatch")
+        let missing = signedRequest(path: "/bucket-a/k", key: "k", query: [], rawQuery: "",
+                                    signedHeadersOverride: "host;x-amz-content-sha256;x-amz-date;x-amz-meta-absent")
+        XCTAssertEqual(code(sim.handle(missing)), "SignatureDoesNotMatch")
+        XCTAssertEqual(sim.state.snapshotCounters.signatureFailures, 2)
+    }
+
+    func testTamperedQueryValueOrPathIsRefusedWithTheCanonicalRequest() {
+        let sim = service()
+        let request = signedRequest(path: "/bucket-a/k", key: "k", query: [("versionId", "v1")], rawQuery: "versionId=v2")
+        let response = sim.handle(request)
+        XCTAssertEqual(code(response), "SignatureDoesNotMatch")
+        let body = String(decoding: response.body, as: UTF8.self)
+        XCTAssertTrue(body.contains("<CanonicalRequest>GET\n/bucket-a/k\nversionId=v2\n"), body)
+        let badEscape = signedRequest(path: "/bucket-a/k%zz", key: "k", query: [], rawQuery: "")
+        XCTAssertEqual(code(sim.handle(badEscape)), "InvalidURI")
+    }
+
+    func testAmzDateParsesAsTheCalendarDoesAndRefusesMalformedDates() {
+        for seconds in [0, 951_782_400, 1_709_164_800, 1_764_000_000, 1_798_761_599, 4_102_444_800] {
+            let text = SigV4Date(secondsSince1970: seconds).amzDate
+            XCTAssertEqual(amzDateSeconds(Array(text.utf8)[...]), seconds, text)
+        }
+        for bad in ["20261129T151652", "20261129X151652Z", "2026112aT151652Z", "20261329T151652Z", "20261129T251652Z"] {
+            XCTAssertNil(amzDateSeconds(Array(bad.utf8)[...]), bad)
+        }
+    }
+
+    func testIPLiteralsAreToldFromBucketHostnames() {
+        XCTAssertTrue(SimService.isIP("127.0.0.1"))
+        XCTAssertTrue(SimService.isIP("::1"))
+        XCTAssertFalse(SimService.isIP("bucket-a.localhost"))
+        XCTAssertFalse(SimService.isIP("1.2.3"))
+        XCTAssertFalse(SimService.isIP("256.1.1.1"))
+        XCTAssertFalse(SimService.isIP("my.bucket.1.2"))
+    }
+}
