@@ -1,3 +1,4 @@
+import Foundation
 /// A full KMS key ARN, checked against the service model's pattern before anything is stored:
 /// `arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key/.+` (no alias, no bare key id).
 /// https://docs.aws.amazon.com/AmazonS3/latest/API/API_SSEKMSEncryption.html
@@ -19,24 +20,28 @@ public struct KMSKeyARN: Sendable, Hashable, CustomStringConvertible {
     /// `arn:aws[-a-z0-9]*:kms:[-a-z0-9]*:[0-9]{12}:key/.+`, hand-matched: a Swift regex literal is compiled at each
     /// use, which the simulator's request path cannot afford.
     public static func matchesPattern(_ string: String) -> Bool {
-        var s = Substring(string).utf8[...]
-        func take(_ literal: String) -> Bool {
-            guard s.starts(with: literal.utf8) else { return false }
-            s = s.dropFirst(literal.utf8.count)
-            return true
+        var string = string
+        return string.withUTF8 { s in
+            var i = 0
+            func take(_ literal: StaticString) -> Bool {
+                let n = literal.utf8CodeUnitCount
+                guard s.count - i >= n, memcmp(s.baseAddress! + i, literal.utf8Start, n) == 0 else { return false }
+                i += n
+                return true
+            }
+            func skip(while allowed: (UInt8) -> Bool) -> Int {
+                let start = i
+                while i < s.count, allowed(s[i]) { i += 1 }
+                return i - start
+            }
+            let lowerDigitDash: (UInt8) -> Bool = { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
+            guard take("arn:aws") else { return false }
+            _ = skip(while: lowerDigitDash)
+            guard take(":kms:") else { return false }
+            _ = skip(while: lowerDigitDash)
+            guard take(":"), skip(while: { $0 >= 0x30 && $0 <= 0x39 }) == 12, take(":key/") else { return false }
+            return i < s.count
         }
-        func skip(while allowed: (UInt8) -> Bool) -> Int {
-            let n = s.prefix(while: allowed).count
-            s = s.dropFirst(n)
-            return n
-        }
-        let lowerDigitDash: (UInt8) -> Bool = { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
-        guard take("arn:aws") else { return false }
-        _ = skip(while: lowerDigitDash)
-        guard take(":kms:") else { return false }
-        _ = skip(while: lowerDigitDash)
-        guard take(":"), skip(while: { $0 >= 0x30 && $0 <= 0x39 }) == 12, take(":key/") else { return false }
-        return !s.isEmpty
     }
 
     /// The 12-digit account that owns the key.

@@ -36,33 +36,29 @@ extension SimService {
         let keyAccount = arnAccount(arn)
         let now = self.now
 
-        return state.withLock { buckets, counters -> SimResponse in
-            counters.updateCalls += 1
-            // Mutate in place through the dictionaries: copying a bucket out would copy all of its objects (COW).
-            guard let owner = buckets[target.bucket]?.ownerAccount, let versioned = buckets[target.bucket]?.versioned else {
-                return fail(404, "NoSuchBucket", Messages.noSuchBucket)
-            }
-            if let expectedOwner, expectedOwner != owner { return fail(403, "AccessDenied", Messages.accessDenied) }
-            guard let versions = buckets[target.bucket]?.objects[target.key], !versions.isEmpty else {
+        /// The stored versions, changed in place (`inout` through the dictionaries' subscripts: one lookup each and
+        /// no copy of the bucket's objects or of the version list).
+        func apply(_ versions: inout [SimVersion]?, owner: String, versioned: Bool, counters: inout SimCounters) -> SimResponse {
+            guard let count = versions?.count, count > 0 else {
                 return fail(404, "NoSuchKey", Messages.noSuchKey, extra: [("Key", target.key)])
             }
             let index: Int
             if let v = versionParam {
-                guard let i = versions.firstIndex(where: { $0.versionID == v }) else {
+                guard let i = versions!.firstIndex(where: { $0.versionID == v }) else {
                     return fail(404, "NoSuchVersion", Messages.noSuchVersion, extra: [("Key", target.key), ("VersionId", v)])
                 }
-                if versions[i].isDeleteMarker { return fail(405, "MethodNotAllowed", Messages.methodNotAllowed) }
+                if versions![i].isDeleteMarker { return fail(405, "MethodNotAllowed", Messages.methodNotAllowed) }
                 index = i
             } else {
-                index = versions.count - 1
-                if versions[index].isDeleteMarker {
+                index = count - 1
+                if versions![index].isDeleteMarker {
                     var r = fail(404, "NoSuchKey", Messages.noSuchKey, extra: [("Key", target.key)])
                     r.headers.append(("x-amz-delete-marker", "true"))
                     return r
                 }
             }
-            let version = versions[index]
-            buckets[target.bucket]!.objects[target.key]![index].calls += 1
+            versions![index].calls += 1
+            let version = versions![index]
             if version.broken { return fail(500, "InternalError", Messages.internalError) }
             if version.denyUpdate { return fail(403, "AccessDenied", Messages.accessDenied) }
             if keyAccount != owner { return fail(403, "AccessDenied", Messages.kmsSameAccount) }
@@ -72,20 +68,30 @@ extension SimService {
             case .sseC, .dsseKMS: return fail(400, "InvalidRequest", Messages.dsseOrSSECSource)
             case .sseS3, .sseKMS: break
             }
-            buckets[target.bucket]!.objects[target.key]![index].encryption = .sseKMS(keyARN: arn, bucketKey: bucketKey)
-            buckets[target.bucket]!.objects[target.key]![index].updates += 1
+            versions![index].encryption = .sseKMS(keyARN: arn, bucketKey: bucketKey)
+            versions![index].updates += 1
             counters.updateSuccesses += 1
             if version.updates >= 1 { counters.duplicateUpdates += 1 }
-            var headers: [(name: String, value: String)] = []
-            if versioned { headers.append(("x-amz-version-id", version.versionID)) }
-            return SimResponse(status: 200, headers: headers, body: [])
+            return SimResponse(status: 200, headers: versioned ? [("x-amz-version-id", version.versionID)] : [], body: [])
+        }
+
+        return state.withLock { buckets, counters -> SimResponse in
+            counters.updateCalls += 1
+            func inBucket(_ bucket: inout SimBucket?) -> SimResponse {
+                guard let owner = bucket?.ownerAccount, let versioned = bucket?.versioned else {
+                    return fail(404, "NoSuchBucket", Messages.noSuchBucket)
+                }
+                if let expectedOwner, expectedOwner != owner { return fail(403, "AccessDenied", Messages.accessDenied) }
+                return apply(&bucket!.objects[target.key], owner: owner, versioned: versioned, counters: &counters)
+            }
+            return inBucket(&buckets[target.bucket])
         }
     }
 
     /// `httpChecksum.requestChecksumRequired`: Content-MD5 or an x-amz-checksum-* header, checked against the body.
     func checksumProblem(_ request: SimRequest) -> (code: String, message: String)? {
         var found = false
-        if let md5 = request.headerBytes("content-md5".utf8) {
+        if let md5 = request.headerBytes("content-md5") {
             found = true
             if !md5.equals(Crypto.base64(Crypto.md5(request.body))) {
                 return ("BadDigest", "The Content-MD5 you specified did not match what we received.")
@@ -118,8 +124,14 @@ extension SimService {
 
     /// The account field of a key ARN (the fifth `:`-separated field; `matchesPattern` guarantees it is there).
     func arnAccount(_ arn: String) -> String {
-        let fields = arn.utf8.split(separator: 0x3A, maxSplits: 5, omittingEmptySubsequences: false)
-        return fields.count > 4 ? String(Substring(fields[4])) : ""
+        var colons = 0
+        var start = arn.utf8.startIndex
+        for i in arn.utf8.indices where arn.utf8[i] == 0x3A {
+            colons += 1
+            if colons == 4 { start = arn.utf8.index(after: i) }
+            if colons == 5 { return String(arn[start..<i]) }
+        }
+        return ""
     }
 
     func putObject(_ request: SimRequest, _ target: Target, requestID: String) -> SimResponse {
@@ -285,18 +297,18 @@ enum Bytes {
 
     static func find(_ n: [UInt8], in haystack: [UInt8], from start: Int = 0) -> Int? {
         guard !n.isEmpty, haystack.count - start >= n.count else { return nil }
-        let first = n[0]
-        var i = start
-        let last = haystack.count - n.count
-        while i <= last {
-            if haystack[i] == first {
-                var j = 1
-                while j < n.count && haystack[i + j] == n[j] { j += 1 }
-                if j == n.count { return i }
+        return haystack.withUnsafeBufferPointer { h in
+            n.withUnsafeBufferPointer { needle in
+                let first = needle[0]
+                var i = start
+                let last = h.count - needle.count
+                while i <= last {
+                    if h[i] == first && memcmp(h.baseAddress! + i, needle.baseAddress!, needle.count) == 0 { return i }
+                    i += 1
+                }
+                return nil
             }
-            i += 1
         }
-        return nil
     }
 
     /// The text of the first `<tag>…</tag>`.

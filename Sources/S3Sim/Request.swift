@@ -41,14 +41,22 @@ public struct SimRequest: Sendable {
     func value(_ f: Field) -> ArraySlice<UInt8> { fieldBytes[Int(f.valueStart)..<Int(f.valueEnd)] }
 
     /// The value of the first field named `lowercaseName`, as bytes.
-    func headerBytes(_ lowercaseName: some Collection<UInt8>) -> ArraySlice<UInt8>? {
-        for f in fields where name(f).elementsEqual(lowercaseName) { return value(f) }
+    func headerBytes(_ lowercaseName: String) -> ArraySlice<UInt8>? {
+        headerRange(lowercaseName).map { fieldBytes[$0] }
+    }
+
+    /// Where the value of the first field named `lowercaseName` is in `fieldBytes`.
+    func headerRange(_ lowercaseName: String) -> Range<Int>? {
+        for f in fields where name(f).equals(lowercaseName) { return Int(f.valueStart)..<Int(f.valueEnd) }
         return nil
     }
 
+    /// `fieldBytes[range]` as text (for messages).
+    func text(_ range: Range<Int>) -> String { String(decoding: fieldBytes[range], as: UTF8.self) }
+
     /// The value of the first field named `lowercaseName`.
     func header(_ lowercaseName: String) -> String? {
-        headerBytes(lowercaseName.utf8).map { String(decoding: $0, as: UTF8.self) }
+        headerBytes(lowercaseName).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Every field, names lowercased, in the order received (for the rare paths that want Strings).
@@ -76,10 +84,15 @@ struct FieldsBuilder {
     }
 }
 
-extension Collection<UInt8> {
-    /// Whether the bytes start with `prefix`.
-    func hasBytePrefix(_ prefix: some Collection<UInt8>) -> Bool { starts(with: prefix) }
-
-    /// Whether the bytes equal `text`'s UTF-8.
-    func equals(_ text: String) -> Bool { elementsEqual(text.utf8) }
+extension ArraySlice<UInt8> {
+    /// Whether the bytes equal `text`'s UTF-8 (a length check, then memcmp: a generic walk over `String.UTF8View`
+    /// was a visible share of every request).
+    func equals(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { t in
+            guard t.count == count else { return false }
+            guard count > 0 else { return true }
+            return withUnsafeBufferPointer { memcmp($0.baseAddress!, t.baseAddress!, count) == 0 }
+        }
+    }
 }

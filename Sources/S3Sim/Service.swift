@@ -211,19 +211,20 @@ public final class SimService: @unchecked Sendable {
             state.count { $0.signatureFailures += 1 }
             return error(status, code, message, resource: target.resource, requestID: requestID, head: head, extra: extra)
         }
-        guard let authorization = request.headerBytes("authorization".utf8) else {
+        guard let authorization = request.headerRange("authorization") else {
             if target.has("encryption") { return deny(400, "InvalidRequest", Messages.needSigV4) }
             return deny(403, "AccessDenied", Messages.accessDenied)
         }
-        guard let auth = AuthorizationHeader(authorization) else {
+        guard let auth = request.fieldBytes.withUnsafeBufferPointer({ AuthorizationHeader($0, authorization) }) else {
             if target.has("encryption") { return deny(400, "InvalidRequest", Messages.needSigV4) }
             return deny(400, "AuthorizationHeaderMalformed", "The authorization header is malformed; the authorization header requires three components: Credential, SignedHeaders, and Signature.")
         }
-        let accessKeyID = auth.text(\.accessKeyID)
+        let bytes = { (r: Range<Int>) in request.fieldBytes[r] }
+        let accessKeyID = request.text(auth.accessKeyID)
         guard let credential = lock.withLock({ credentials[accessKeyID] }) else {
             return deny(403, "InvalidAccessKeyId", Messages.unknownAccessKey, extra: [("AWSAccessKeyId", accessKeyID)])
         }
-        guard let amzDate = request.headerBytes("x-amz-date".utf8), let seconds = amzDateSeconds(amzDate) else {
+        guard let amzDate = request.headerBytes("x-amz-date"), let seconds = amzDateSeconds(amzDate) else {
             return deny(403, "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
         }
         let serverNow = now
@@ -233,40 +234,40 @@ public final class SimService: @unchecked Sendable {
                 ("MaxAllowedSkewMilliseconds", "900000"),
             ])
         }
-        if !auth.day.elementsEqual(amzDate.prefix(8)) || !auth.service.equals("s3") || !auth.terminator.equals("aws4_request") {
+        if !bytes(auth.day).elementsEqual(amzDate.prefix(8)) || !bytes(auth.service).equals("s3")
+            || !bytes(auth.terminator).equals("aws4_request") {
             return deny(400, "AuthorizationHeaderMalformed", "The authorization header is malformed; the credential scope "
-                + "'\(auth.text(\.day))/\(auth.text(\.region))/\(auth.text(\.service))/\(auth.text(\.terminator))' "
+                + "'\(request.text(auth.day))/\(request.text(auth.region))/\(request.text(auth.service))/\(request.text(auth.terminator))' "
                 + "does not match the request date or service.")
         }
-        if let bucketRegion = target.region, !auth.region.equals(bucketRegion) {
+        if let bucketRegion = target.region, !bytes(auth.region).equals(bucketRegion) {
             state.count { $0.wrongRegion += 1 }
             var response = error(400, "AuthorizationHeaderMalformed",
-                                 "The authorization header is malformed; the region '\(auth.text(\.region))' is wrong; expecting '\(bucketRegion)'",
+                                 "The authorization header is malformed; the region '\(request.text(auth.region))' is wrong; expecting '\(bucketRegion)'",
                                  resource: target.resource, requestID: requestID, head: head, extra: [("Region", bucketRegion)])
             response.headers.append(("x-amz-bucket-region", bucketRegion))
             return response
         }
         if let token = credential.sessionToken {
-            guard let sent = request.headerBytes("x-amz-security-token".utf8), sent.equals(token) else {
+            guard let sent = request.headerBytes("x-amz-security-token"), sent.equals(token) else {
                 return deny(403, "InvalidToken", Messages.invalidToken)
             }
         }
-        let signed = auth.signedHeaders.split(separator: 0x3B)  // ';'
+        let signed = bytes(auth.signedHeaders).split(separator: 0x3B)  // ';'
         guard signed.contains(where: { $0.equals("host") }) else { return deny(403, "AccessDenied", Messages.unsignedHeaders) }
         for f in request.fields {
             let name = request.name(f)
-            guard name.starts(with: "x-amz-".utf8), !signed.contains(where: { $0.elementsEqual(name) }) else { continue }
+            guard name.starts(with: Self.amzPrefix), !signed.contains(where: { $0 == name }) else { continue }
             return deny(403, "AccessDenied", Messages.unsignedHeaders, extra: [("HeadersNotSigned", String(decoding: name, as: UTF8.self))])
         }
-        guard let contentSHA = request.headerBytes("x-amz-content-sha256".utf8) else {
+        guard let contentSHA = request.headerRange("x-amz-content-sha256") else {
             return deny(400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
         }
-        if !contentSHA.equals("UNSIGNED-PAYLOAD") && !contentSHA.equals("STREAMING-UNSIGNED-PAYLOAD-TRAILER") {
+        if !bytes(contentSHA).equals("UNSIGNED-PAYLOAD") && !bytes(contentSHA).equals("STREAMING-UNSIGNED-PAYLOAD-TRAILER") {
             let digest = Crypto.sha256(request.body)
-            if !HexDigit.matches(contentSHA, digest) {
+            if !HexDigit.matches(bytes(contentSHA), digest) {
                 return deny(400, "XAmzContentSHA256Mismatch", Messages.contentSHAMismatch, extra: [
-                    ("ClientComputedContentSHA256", String(decoding: contentSHA, as: UTF8.self)),
-                    ("S3ComputedContentSHA256", HexDigit.encode(digest)),
+                    ("ClientComputedContentSHA256", request.text(contentSHA)), ("S3ComputedContentSHA256", HexDigit.encode(digest)),
                 ])
             }
         }
@@ -278,25 +279,28 @@ public final class SimService: @unchecked Sendable {
         } catch {
             return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch)
         }
-        let stringToSign = CanonicalRequest.stringToSign(canonical: canonical, amzDate: amzDate, scope: auth.credential.dropFirst(auth.accessKeyID.count + 1))
-        let key = signingKey(credential, auth: auth)
+        let scope = bytes(auth.day.lowerBound..<auth.credential.upperBound)  // day/region/s3/aws4_request
+        let stringToSign = CanonicalRequest.stringToSign(canonical: canonical, amzDate: amzDate, scope: scope)
+        let key = signingKey(credential, request: request, auth: auth)
         let signature = Crypto.hmacSHA256(key: key, stringToSign)
-        guard HexDigit.matches(auth.signature, signature) else {
+        guard HexDigit.matches(bytes(auth.signature), signature) else {
             return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch, extra: [
                 ("AWSAccessKeyId", accessKeyID), ("StringToSign", String(decoding: stringToSign, as: UTF8.self)),
-                ("SignatureProvided", auth.text(\.signature)), ("CanonicalRequest", String(decoding: canonical, as: UTF8.self)),
+                ("SignatureProvided", request.text(auth.signature)), ("CanonicalRequest", String(decoding: canonical, as: UTF8.self)),
             ])
         }
         return nil
     }
 
+    static let amzPrefix = Array("x-amz-".utf8)
+
     /// kSigning for the credential's secret, day and region, derived once and cached (as S3 and the SDKs do).
-    private func signingKey(_ credential: SimCredential, auth: AuthorizationHeader) -> [UInt8] {
-        let scope = auth.text(\.credential)
+    private func signingKey(_ credential: SimCredential, request: SimRequest, auth: AuthorizationHeader) -> [UInt8] {
+        let scope = request.text(auth.credential)
         if let key = lock.withLock({ signingKeys[scope] }) { return key }
-        let key = SigV4Signer(service: "s3", region: auth.text(\.region))
+        let key = SigV4Signer(service: "s3", region: request.text(auth.region))
             .signingKey(credentials: AWSCredentials(accessKeyID: credential.accessKeyID, secretAccessKey: credential.secretAccessKey),
-                        day: auth.text(\.day))
+                        day: request.text(auth.day))
         lock.withLock { signingKeys[scope] = key }
         return key
     }

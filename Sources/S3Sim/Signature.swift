@@ -1,46 +1,67 @@
 import Domain
+import Foundation
 import S3
 
-/// The parts of a SigV4 `Authorization` header, as slices of the request's bytes.
+/// The parts of a SigV4 `Authorization` header, as ranges of the request's field bytes (ranges, not slices: a slice
+/// retains the buffer each time it is copied, and this runs for every request).
 /// https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-auth-using-authorization-header.html
 struct AuthorizationHeader {
     /// `AKID/day/region/service/aws4_request` as sent.
-    var credential: ArraySlice<UInt8> = []
-    var accessKeyID: ArraySlice<UInt8> = []
-    var day: ArraySlice<UInt8> = []
-    var region: ArraySlice<UInt8> = []
-    var service: ArraySlice<UInt8> = []
-    var terminator: ArraySlice<UInt8> = []
-    var signedHeaders: ArraySlice<UInt8> = []
-    var signature: ArraySlice<UInt8> = []
+    var credential = 0..<0
+    var accessKeyID = 0..<0
+    var day = 0..<0
+    var region = 0..<0
+    var service = 0..<0
+    var terminator = 0..<0
+    var signedHeaders = 0..<0
+    var signature = 0..<0
 
     static let scheme = Array("AWS4-HMAC-SHA256 ".utf8)
 
-    /// Parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`; nil when malformed.
-    init?(_ value: ArraySlice<UInt8>) {
-        guard value.starts(with: Self.scheme) else { return nil }
-        for rawPart in value.dropFirst(Self.scheme.count).split(separator: 0x2C, omittingEmptySubsequences: false) {  // ','
-            let part = rawPart.drop { $0 == 0x20 }
-            guard let eq = part.firstIndex(of: 0x3D) else { return nil }  // '='
-            let name = part[..<eq]
-            let v = part[(eq + 1)...]
-            if name.equals("Credential") {
-                let scope = v.split(separator: 0x2F, omittingEmptySubsequences: false)  // '/'
-                guard scope.count == 5 else { return nil }
-                (credential, accessKeyID, day, region, service, terminator) = (v, scope[0], scope[1], scope[2], scope[3], scope[4])
-            } else if name.equals("SignedHeaders") {
+    /// Parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…` in `bytes[value]`; nil when malformed.
+    init?(_ bytes: UnsafeBufferPointer<UInt8>, _ value: Range<Int>) {
+        guard value.count >= Self.scheme.count, memcmp(bytes.baseAddress! + value.lowerBound, Self.scheme, Self.scheme.count) == 0
+        else { return nil }
+        func find(_ byte: UInt8, in r: Range<Int>) -> Int {
+            var i = r.lowerBound
+            while i < r.upperBound, bytes[i] != byte { i += 1 }
+            return i
+        }
+        func equals(_ r: Range<Int>, _ text: StaticString) -> Bool {
+            r.count == text.utf8CodeUnitCount && memcmp(bytes.baseAddress! + r.lowerBound, text.utf8Start, r.count) == 0
+        }
+        var start = value.lowerBound + Self.scheme.count
+        while true {
+            let end = find(0x2C, in: start..<value.upperBound)  // ','
+            var partStart = start
+            while partStart < end, bytes[partStart] == 0x20 { partStart += 1 }
+            let eq = find(0x3D, in: partStart..<end)  // '='
+            guard eq < end else { return nil }
+            let name = partStart..<eq
+            let v = (eq + 1)..<end
+            if equals(name, "Credential") {
+                credential = v
+                var parts: [Range<Int>] = []
+                var p = v.lowerBound
+                while true {
+                    let slash = find(0x2F, in: p..<v.upperBound)  // '/'
+                    parts.append(p..<slash)
+                    guard slash < v.upperBound else { break }
+                    p = slash + 1
+                }
+                guard parts.count == 5 else { return nil }
+                (accessKeyID, day, region, service, terminator) = (parts[0], parts[1], parts[2], parts[3], parts[4])
+            } else if equals(name, "SignedHeaders") {
                 signedHeaders = v
-            } else if name.equals("Signature") {
+            } else if equals(name, "Signature") {
                 signature = v
             } else {
                 return nil
             }
+            guard end < value.upperBound else { break }
+            start = end + 1
         }
         if accessKeyID.isEmpty || signedHeaders.isEmpty || signature.isEmpty { return nil }
-    }
-
-    func text(_ part: KeyPath<AuthorizationHeader, ArraySlice<UInt8>>) -> String {
-        String(decoding: self[keyPath: part], as: UTF8.self)
     }
 }
 
@@ -50,7 +71,7 @@ struct AuthorizationHeader {
 enum CanonicalRequest {
     enum Problem: Error { case malformedURI, headersNotSorted, missingSignedHeader }
 
-    static func build(_ request: SimRequest, authorization auth: AuthorizationHeader, payloadHash: ArraySlice<UInt8>) throws(Problem)
+    static func build(_ request: SimRequest, authorization auth: AuthorizationHeader, payloadHash: Range<Int>) throws(Problem)
         -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(1024)
@@ -67,26 +88,39 @@ enum CanonicalRequest {
         }
         guard uriOK else { throw .malformedURI }
         out.append(0x0A)
-        var previous: ArraySlice<UInt8>?
-        for name in auth.signedHeaders.split(separator: 0x3B, omittingEmptySubsequences: false) {  // ';'
-            // The list must be sorted and without repeats, as every SDK sends it; S3 rejects anything else.
-            if let previous, !previous.lexicographicallyPrecedes(name) { throw .headersNotSorted }
-            previous = name
-            out += name
-            out.append(0x3A)
-            var found = false
-            for f in request.fields where request.name(f).elementsEqual(name) {
-                if found { out.append(0x2C) }  // repeated fields fold into one line, comma-separated
-                appendCanonicalValue(request.value(f), to: &out)
-                found = true
+        let problem = request.fieldBytes.withUnsafeBufferPointer { fb -> Problem? in
+            func append(_ r: Range<Int>) { out.append(contentsOf: UnsafeBufferPointer(rebasing: fb[r])) }
+            func same(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
+                a.count == b.count && memcmp(fb.baseAddress! + a.lowerBound, fb.baseAddress! + b.lowerBound, a.count) == 0
             }
-            guard found else { throw .missingSignedHeader }
+            var previous: Range<Int>?
+            var start = auth.signedHeaders.lowerBound
+            while start < auth.signedHeaders.upperBound {
+                var end = start
+                while end < auth.signedHeaders.upperBound, fb[end] != 0x3B { end += 1 }  // ';'
+                let name = start..<end
+                start = end + 1
+                // The list must be sorted and without repeats, as every SDK sends it; S3 rejects anything else.
+                if let previous, !fb[previous].lexicographicallyPrecedes(fb[name]) { return .headersNotSorted }
+                previous = name
+                append(name)
+                out.append(0x3A)
+                var found = false
+                for f in request.fields where same(Int(f.nameStart)..<Int(f.valueStart), name) {
+                    if found { out.append(0x2C) }  // repeated fields fold into one line, comma-separated
+                    appendCanonicalValue(UnsafeBufferPointer(rebasing: fb[Int(f.valueStart)..<Int(f.valueEnd)]), to: &out)
+                    found = true
+                }
+                guard found else { return .missingSignedHeader }
+                out.append(0x0A)
+            }
             out.append(0x0A)
+            append(auth.signedHeaders)
+            out.append(0x0A)
+            append(payloadHash)
+            return nil
         }
-        out.append(0x0A)
-        out += auth.signedHeaders
-        out.append(0x0A)
-        out += payloadHash
+        if let problem { throw problem }
         return out
     }
 
@@ -117,7 +151,7 @@ enum CanonicalRequest {
     }
 
     /// Trimmed, with runs of blanks inside the value folded into one space.
-    static func appendCanonicalValue(_ value: ArraySlice<UInt8>, to out: inout [UInt8]) {
+    static func appendCanonicalValue(_ value: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
         var pendingSpace = false
         var started = false
         for b in value {
