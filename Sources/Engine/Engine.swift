@@ -106,6 +106,9 @@ public final class Engine: @unchecked Sendable {
     private var results: [TaskResult] = []
     private var recording = false
     private var claiming = false
+    /// Buckets that had pending tasks in the store at the last claim, and when it ran.
+    private var bucketsWithWork: Set<String> = []
+    private var lastClaim = 0.0
     private var draining = false
     private var stopReason: EngineStop?
     private var drainDeadline: Double?
@@ -176,7 +179,7 @@ public final class Engine: @unchecked Sendable {
         }
         dispatch(now: now)
         if !recording, !results.isEmpty { flushResults() }
-        if !draining, !claiming, queuedCount < configuration.concurrency { claimMore(now: now) }
+        if !draining, !claiming, needsWork(now: now) { claimMore(now: now) }
         if now - lastSecond >= 1 {
             lastSecond = now
             everySecond(now: now)
@@ -337,14 +340,43 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    /// Tasks a bucket may have queued here; buckets at it are skipped by claims. Large enough that one bucket alone
+    /// keeps every slot busy between claims.
+    private var perBucketQueue: Int { max(configuration.concurrency * 2, 256) }
+
+    /// Queued tasks in buckets that can take more: a bucket held back by its rate limit fills up to
+    /// `perBucketQueue` and then stops counting, so claims go on for the others.
+    private var openQueued: Int {
+        var n = queuedCount
+        for (_, q) in ready where q.count >= perBucketQueue { n -= q.count }
+        return n
+    }
+
+    /// A bucket with fewer queued than this, and more work in the store, is running dry.
+    private static let lowWater = 64
+
+    private func needsWork(now: Double) -> Bool {
+        // The total stays bounded even with many throttled buckets.
+        guard queuedCount < 16 * perBucketQueue else { return false }
+        if openQueued < configuration.concurrency { return true }
+        // A bucket running dry while another (rate-limited) bucket holds the queue: claim for it, at most every 50 ms.
+        return now - lastClaim >= 0.05 && bucketsWithWork.contains { (ready[$0]?.count ?? 0) < Self.lowWater }
+    }
+
     private func claimMore(now: Double) {
         claiming = true
-        let want = max(configuration.concurrency * 2, 256) - queuedCount
+        lastClaim = now
+        // At least a full round of slots, shared by the buckets with room.
+        let want = max(configuration.concurrency, perBucketQueue - openQueued)
+        let perBucket = perBucketQueue
+        let queued = ready.mapValues(\.count)
         let owner = configuration.owner
         let lease = configuration.leaseSeconds
         storeQueue.async { [self] in
             do {
-                let claimed = try store.claim(owner: owner, limit: want, now: Self.now(), leaseSeconds: lease)
+                let claim = try store.claim(owner: owner, limit: want, perBucket: perBucket, queued: queued, now: Self.now(),
+                                            leaseSeconds: lease)
+                let claimed = claim.leases
                 queue.async { [self] in
                     claiming = false
                     if draining {
@@ -359,6 +391,7 @@ public final class Engine: @unchecked Sendable {
                         ready[l.object.bucket]!.append(l)
                     }
                     queuedCount += claimed.count
+                    bucketsWithWork = claim.bucketsWithPending
                     dispatch(now: Self.now())
                 }
             } catch {
@@ -379,6 +412,13 @@ public final class Engine: @unchecked Sendable {
         for job in jobRates.keys where finishedSinceTick[job] == nil { jobRates[job] = (jobRates[job] ?? 0) * 0.5 }
         progress.ratePerSecond = jobRates.values.reduce(0, +)
         finishedSinceTick.removeAll()
+        if logger.logLevel <= .debug {
+            for (bucket, rate) in bucketAdaptive.sorted(by: { $0.key < $1.key }) {
+                let limit = rate.fillRate.map { String(format: "%.0f/s", $0) } ?? "none"
+                let sending = String(format: "%.0f/s", rate.measuredRate)
+                logger.debug("bucket \(bucket): adaptive limit \(limit), sending \(sending), \(ready[bucket]?.count ?? 0) queued, \(rate.throttles) throttles")
+            }
+        }
         let rates = jobRates
         let owner = configuration.owner
         let leaseUntil = now + configuration.leaseSeconds

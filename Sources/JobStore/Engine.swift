@@ -64,8 +64,11 @@ public struct TaskRecord: Sendable, Equatable {
 /// The operations the engine needs, beside `JobStore`'s. All batched: one transaction per call.
 public protocol TaskQueue: JobStore {
     /// Leases up to `limit` runnable tasks (pending, due, in an active job), highest job priority first, to `owner`
-    /// until `now + leaseSeconds`.
-    func claim(owner: String, limit: Int, now: Double, leaseSeconds: Double) throws -> [Lease]
+    /// until `now + leaseSeconds`. Within a job the tasks are spread across its buckets, each bucket taking no more
+    /// than `perBucket` minus what the caller already holds queued for it (`queued`): a throttled bucket's backlog
+    /// must not take every claim and starve the others.
+    func claim(owner: String, limit: Int, perBucket: Int, queued: [String: Int], now: Double, leaseSeconds: Double) throws
+        -> Claim
     /// Records results in one transaction; a result whose lease this owner no longer holds is ignored.
     /// Returns how many were recorded.
     @discardableResult
@@ -90,4 +93,22 @@ public protocol TaskQueue: JobStore {
     func runnableCount() throws -> Int
     /// A job's tasks in id order, optionally only failed ones, for reports; `body` sees each.
     func forEachTask(job: String, failedOnly: Bool, _ body: (TaskRecord) throws -> Void) throws
+}
+
+/// What a claim leased, and which buckets still had pending tasks when it ran (the caller may come back for them).
+public struct Claim: Sendable {
+    public var leases: [Lease]
+    public var bucketsWithPending: Set<String>
+
+    public init(leases: [Lease], bucketsWithPending: Set<String>) {
+        self.leases = leases
+        self.bucketsWithPending = bucketsWithPending
+    }
+}
+
+extension TaskQueue {
+    /// A claim with no per-bucket limit (tests, and callers with one bucket).
+    public func claim(owner: String, limit: Int, now: Double, leaseSeconds: Double) throws -> [Lease] {
+        try claim(owner: owner, limit: limit, perBucket: limit, queued: [:], now: now, leaseSeconds: leaseSeconds).leases
+    }
 }

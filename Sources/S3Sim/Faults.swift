@@ -13,6 +13,9 @@ public struct SimFaults: Sendable, Equatable {
     public var latency = Latency.none
     /// Above this many requests/s (token bucket), answer 503 SlowDown. nil: no limit.
     public var throttleRPS: Double?
+    /// Per bucket, as S3 throttles one prefix partition while others run free: above this many requests/s to that
+    /// bucket, 503 SlowDown.
+    public var bucketThrottleRPS: [String: Double] = [:]
     /// The same, with the KMS variant of the SlowDown message.
     public var kmsThrottleRPS: Double?
     /// Share of data requests answered 500 InternalError.

@@ -39,6 +39,7 @@ public final class SimService: @unchecked Sendable {
     private var credentials: [String: SimCredential] = [:]
     private var throttle: SimTokenBucket?
     private var kmsThrottle: SimTokenBucket?
+    private var bucketThrottles: [String: SimTokenBucket] = [:]
     private var random = SplitMix64(seed: 0x5EED)
     private var requestCounter: UInt64 = 0
     /// Signing keys by credential scope (`AKID/day/region/s3/aws4_request`); emptied when a credential changes.
@@ -67,6 +68,9 @@ public final class SimService: @unchecked Sendable {
                 if newValue.throttleRPS != _faults.throttleRPS { throttle = newValue.throttleRPS.map { SimTokenBucket(rate: $0, now: now) } }
                 if newValue.kmsThrottleRPS != _faults.kmsThrottleRPS {
                     kmsThrottle = newValue.kmsThrottleRPS.map { SimTokenBucket(rate: $0, now: now) }
+                }
+                if newValue.bucketThrottleRPS != _faults.bucketThrottleRPS {
+                    bucketThrottles = newValue.bucketThrottleRPS.mapValues { SimTokenBucket(rate: $0, now: now) }
                 }
                 _faults = newValue
             }
@@ -314,6 +318,10 @@ public final class SimService: @unchecked Sendable {
             if var bucket = throttle {
                 throttled = !bucket.take(now: now)
                 throttle = bucket
+            }
+            if !throttled, var bucket = bucketThrottles[target.bucket] {
+                throttled = !bucket.take(now: now)
+                bucketThrottles[target.bucket] = bucket
             }
             var kmsThrottled = false
             if target.has("encryption"), var bucket = kmsThrottle {

@@ -27,6 +27,8 @@ struct S3SimCommand: ParsableCommand {
     @Option(name: .customLong("latency-exp-ms"), help: "Exponentially distributed latency with this mean.") var latencyExpMs: Double?
     @Option(name: .customLong("throttle-rps"), help: "503 SlowDown above this rate.") var throttleRPS: Double?
     @Option(name: .customLong("kms-throttle-rps"), help: "503 SlowDown (KMS message) above this rate.") var kmsThrottleRPS: Double?
+    @Option(name: .customLong("bucket-throttle"), help: "BUCKET=RPS: 503 SlowDown above this rate for one bucket (repeatable).")
+    var bucketThrottle: [String] = []
     @Option(name: .customLong("error-rate"), help: "Share answered 500 InternalError.") var errorRate = 0.0
     @Option(name: .customLong("reset-rate"), help: "Share whose connection is reset.") var resetRate = 0.0
     @Option(name: .customLong("slow-rate"), help: "Share answered only after --slow-seconds.") var slowRate = 0.0
@@ -71,6 +73,13 @@ struct S3SimCommand: ParsableCommand {
         if let latencyExpMs { faults.latency = .exponential(meanMilliseconds: latencyExpMs) }
         faults.throttleRPS = throttleRPS
         faults.kmsThrottleRPS = kmsThrottleRPS
+        for spec in bucketThrottle {
+            let parts = spec.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let rps = Double(parts[1]), rps > 0 else {
+                throw ValidationError("--bucket-throttle '\(spec)': expected BUCKET=RPS with a positive rate")
+            }
+            faults.bucketThrottleRPS[String(parts[0])] = rps
+        }
         faults.errorRate = errorRate
         faults.resetRate = resetRate
         faults.slowRate = slowRate

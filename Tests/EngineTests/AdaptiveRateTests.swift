@@ -69,6 +69,23 @@ final class AdaptiveRateTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(limiter.fillRate!, early, "the rate grows back after the throttle")
     }
 
+    /// At bulk-job rates the climb back to the rate where throttling began takes `recoverySeconds`, not ∛(0.75·rate)
+    /// seconds (21 s at 10,000/s with botocore's constant); and a first measurement window cut short by its
+    /// half-second boundary still reads the real rate.
+    func testClimbBackIsBoundedAtHighRatesAndTheFirstWindowReadsTheRealRate() {
+        var limiter = AdaptiveRate()
+        // 10,000/s for 0.2 s, starting 0.3 s into a half-second window.
+        for i in 0..<2000 { limiter.recordSend(now: 100.3 + Double(i) / 10_000) }
+        limiter.recordSend(now: 100.5)  // the window closes
+        XCTAssertGreaterThan(limiter.measuredRate, 5000, "the first window counts from the first send")
+        for i in 0..<5000 { limiter.recordSend(now: 100.5 + Double(i) / 10_000) }
+        limiter.recordSend(now: 101.0)
+        limiter.recordResponse(throttled: true, sentAt: 100.99, now: 101.0)
+        let wMax = limiter.fillRate! / AdaptiveRate.beta
+        limiter.recordResponse(throttled: false, sentAt: 101.0 + AdaptiveRate.recoverySeconds, now: 101.0 + AdaptiveRate.recoverySeconds)
+        XCTAssertEqual(limiter.fillRate!, wMax, accuracy: wMax * 0.01, "back at the pre-throttle rate after recoverySeconds")
+    }
+
     func testRetryBudgetCountsThrottlesAsAQuarter() {
         let p = RetryPolicy(maxAttempts: 10, base: 0.1, cap: 20)
         XCTAssertFalse(p.exhausted(errors: 9, throttles: 3))

@@ -16,7 +16,9 @@ final class EngineHarness: @unchecked Sendable {
     var population: Population
     let dir: URL
 
-    init(objects: Int, spec adjust: (inout PopulationSpec) -> Void = { _ in }, viaInventoryEveryOther: Bool = false) throws {
+    /// - Parameter order: the order the manifest lists the objects in (default: as generated).
+    init(objects: Int, spec adjust: (inout PopulationSpec) -> Void = { _ in }, viaInventoryEveryOther: Bool = false,
+         order: (([PopulationEntry]) -> [PopulationEntry])? = nil) throws {
         simulator = S3Simulator()
         try simulator.start()
         var spec = PopulationSpec()
@@ -36,7 +38,7 @@ final class EngineHarness: @unchecked Sendable {
                                                                                    secretAccessKey: SimCredential.default.secretAccessKey)))
         let arn = try KMSKeyARN(population.targetKeyARN)
         _ = try store.submit(JobSpec(name: "job", kmsKeyARN: arn, bucketKeyEnabled: true), now: Date().timeIntervalSince1970) { sink in
-            for e in population.entries { _ = try sink.add(e.object, skippedAs: nil) }
+            for e in order?(population.entries) ?? population.entries { _ = try sink.add(e.object, skippedAs: nil) }
         }
     }
 

@@ -10,6 +10,8 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
     public let path: String
     private let db: Database
     private let lock = NSLock()
+    /// Per job, the bucket the last claim ended on (guarded by `lock`, like the database handle).
+    private var claimCursors: [Int64: String] = [:]
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     /// - Parameters:
@@ -301,4 +303,10 @@ private final class SQLiteTaskSink: TaskSink {
         if let skippedAs { skippedByClass[skippedAs, default: 0] += 1 } else { pending += 1 }
         return true
     }
+}
+
+extension SQLiteJobStore {
+    /// Called with `lock` held (inside `withDatabase`).
+    func claimCursor(_ jobID: Int64) -> String { claimCursors[jobID] ?? "" }
+    func setClaimCursor(_ jobID: Int64, _ bucket: String) { claimCursors[jobID] = bucket }
 }

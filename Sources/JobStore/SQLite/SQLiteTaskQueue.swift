@@ -3,33 +3,63 @@ import Domain
 import Foundation
 
 extension SQLiteJobStore: TaskQueue {
-    public func claim(owner: String, limit: Int, now: Double, leaseSeconds: Double) throws -> [Lease] {
-        guard limit > 0 else { return [] }
+    public func claim(owner: String, limit: Int, perBucket: Int, queued: [String: Int], now: Double,
+                      leaseSeconds: Double) throws -> Claim {
+        guard limit > 0, perBucket > 0 else { return Claim(leases: [], bucketsWithPending: []) }
         return try withDatabase { db in
             try db.writeTransaction {
                 let jobs = try db.prepare("SELECT id FROM jobs WHERE state = 'active' ORDER BY priority DESC, id")
                 var jobIDs: [Int64] = []
                 try jobs.forEachRow { jobIDs.append($0.int64(0)) }
+                // The job's buckets with pending tasks, one index seek each (a skip scan over tasks_pending): a
+                // DISTINCT would read every pending row.
+                let buckets = try db.prepare("""
+                    WITH RECURSIVE b(bucket) AS (
+                        SELECT min(bucket) FROM tasks WHERE job_id = ?1 AND state = 'pending'
+                        UNION ALL
+                        SELECT (SELECT min(bucket) FROM tasks WHERE job_id = ?1 AND state = 'pending' AND bucket > b.bucket)
+                        FROM b WHERE b.bucket IS NOT NULL
+                    ) SELECT bucket FROM b WHERE bucket IS NOT NULL
+                    """)
                 let select = try db.prepare("""
-                    SELECT id, bucket, key, version_id, attempts, errors, throttles FROM tasks
-                    WHERE job_id = ? AND state = 'pending' AND next_attempt_at <= ?
-                    ORDER BY next_attempt_at, id LIMIT ?
+                    SELECT id, key, version_id, attempts, errors, throttles FROM tasks
+                    WHERE job_id = ? AND bucket = ? AND state = 'pending' AND next_attempt_at <= ?
+                    ORDER BY next_attempt_at LIMIT ?
                     """)
                 let lease = try db.prepare("""
                     UPDATE tasks SET state = 'in_flight', lease_owner = ?, lease_expires_at = ?,
                                      started_at = coalesce(started_at, ?) WHERE id = ?
                     """)
                 var claimed: [Lease] = []
+                var pending: Set<String> = []
                 for jobID in jobIDs where claimed.count < limit {
-                    select.bind(1, jobID)
-                    select.bind(2, now)
-                    select.bind(3, limit - claimed.count)
+                    buckets.bind(1, jobID)
+                    var names: [String] = []
+                    try buckets.forEachRow { names.append($0.string(0)) }
+                    pending.formUnion(names)
+                    var room = [String: Int](minimumCapacity: names.count)
+                    for name in names { room[name] = perBucket - (queued[name] ?? 0) - claimed.count { $0.object.bucket == name } }
+                    names.removeAll { room[$0]! <= 0 }
+                    guard !names.isEmpty else { continue }
+                    // Start after the bucket the previous claim ended on, so with more buckets than one claim can
+                    // serve, every bucket gets its turn.
+                    let cursor = claimCursor(jobID)
+                    let start = names.firstIndex { $0 > cursor } ?? 0
+                    let share = max(1, min(perBucket, (limit - claimed.count + names.count - 1) / names.count))
                     var batch: [Lease] = []
-                    try select.forEachRow { r in
-                        let version = r.string(3)
-                        batch.append(Lease(taskID: r.int64(0), jobID: jobID,
-                                           object: ObjectRef(bucket: r.string(1), key: r.string(2), versionId: version.isEmpty ? nil : version),
-                                           attempts: r.int(4), errors: r.int(5), throttles: r.int(6)))
+                    for i in 0..<names.count where claimed.count + batch.count < limit {
+                        let bucket = names[(start + i) % names.count]
+                        select.bind(1, jobID)
+                        select.bind(2, bucket)
+                        select.bind(3, now)
+                        select.bind(4, min(share, room[bucket]!, limit - claimed.count - batch.count))
+                        try select.forEachRow { r in
+                            let version = r.string(2)
+                            batch.append(Lease(taskID: r.int64(0), jobID: jobID,
+                                               object: ObjectRef(bucket: bucket, key: r.string(1), versionId: version.isEmpty ? nil : version),
+                                               attempts: r.int(3), errors: r.int(4), throttles: r.int(5)))
+                        }
+                        setClaimCursor(jobID, bucket)
                     }
                     for l in batch {
                         lease.bind(1, owner)
@@ -44,7 +74,7 @@ extension SQLiteJobStore: TaskQueue {
                     }
                     claimed += batch
                 }
-                return claimed
+                return Claim(leases: claimed, bucketsWithPending: pending)
             }
         }
     }

@@ -62,5 +62,11 @@ enum Schema {
         ALTER TABLE tasks ADD COLUMN throttles INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX tasks_leases ON tasks(state, lease_expires_at) WHERE state = 'in_flight';
         """,
+        // 3: claims go bucket by bucket (fairness across buckets), reading only pending tasks; finished tasks leave
+        // the index, so recording an outcome no longer writes to it.
+        """
+        DROP INDEX tasks_runnable;
+        CREATE INDEX tasks_pending ON tasks(job_id, bucket, next_attempt_at) WHERE state = 'pending';
+        """,
     ]
 }

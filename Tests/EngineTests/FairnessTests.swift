@@ -1,0 +1,60 @@
+import Domain
+@testable import Engine
+import Foundation
+import JobStore
+import S3Sim
+import XCTest
+
+/// Fairness across buckets: S3 throttles one prefix partition while others run free, and a bucket held back by its
+/// rate limit must not hold the rest of the job up.
+final class FairnessTests: XCTestCase {
+    /// The manifest lists the throttled bucket's objects first; the simulator lets it answer 20 requests/s. The other
+    /// bucket still finishes all of its tasks while the throttled one has most of its own left.
+    func testAThrottledBucketDoesNotStarveTheOthers() throws {
+        let h = try EngineHarness(objects: 3000, spec: { $0 = .plain(objects: 3000, buckets: 2, seed: 7) },
+                                  order: { $0.sorted { $0.object.bucket < $1.object.bucket } })
+        let (slow, fast) = ("sim-bucket-0", "sim-bucket-1")
+        XCTAssertEqual(h.population.entries.first?.object.bucket, slow)
+        var faults = SimFaults()
+        faults.bucketThrottleRPS = [slow: 20]
+        h.simulator.service.faults = faults
+        var c = EngineHarness.fastConfiguration()
+        c.untilIdle = false
+        c.retry = RetryPolicy(maxAttempts: 1000, base: 0.01, cap: 0.2)
+        let engine = Engine(store: h.store, client: h.client, configuration: c, logger: .init(label: "t"))
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        func finished(_ bucket: String) throws -> Int {
+            try h.outcomes().filter { $0.key.bucket == bucket && $0.value != nil }.count
+        }
+        let total = h.population.entries.filter { $0.object.bucket == fast }.count
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, try finished(fast) < total {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let slowFinished = try finished(slow)
+        engine.requestStop()
+        done.wait()
+        XCTAssertEqual(try finished(fast), total, "the unthrottled bucket did not finish")
+        let slowTotal = h.population.entries.count - total
+        XCTAssertLessThan(slowFinished, slowTotal / 2, "the throttled bucket was not held back, so nothing was tested")
+        XCTAssertGreaterThan(h.simulator.state.snapshotCounters.throttled, 0)
+    }
+
+    /// Claims spread over buckets and leave out the ones whose queue is full, whatever order the rows were added in.
+    func testClaimsSpreadAcrossBucketsAndSkipFullOnes() throws {
+        let h = try EngineHarness(objects: 600, spec: { $0 = .plain(objects: 600, buckets: 3, seed: 3) },
+                                  order: { $0.sorted { $0.object.bucket < $1.object.bucket } })
+        let now = Date().timeIntervalSince1970
+        let first = try h.store.claim(owner: "w", limit: 90, perBucket: 1000, queued: [:], now: now, leaseSeconds: 60)
+        XCTAssertEqual(Dictionary(grouping: first.leases, by: \.object.bucket).mapValues(\.count),
+                       ["sim-bucket-0": 30, "sim-bucket-1": 30, "sim-bucket-2": 30])
+        XCTAssertEqual(first.bucketsWithPending, ["sim-bucket-0", "sim-bucket-1", "sim-bucket-2"])
+        // The caller holds 20 of bucket 1 (its limit) and 5 of bucket 2: those have no or less room.
+        let second = try h.store.claim(owner: "w", limit: 90, perBucket: 20, queued: ["sim-bucket-1": 20, "sim-bucket-2": 5],
+                                       now: now, leaseSeconds: 60)
+        XCTAssertEqual(Dictionary(grouping: second.leases, by: \.object.bucket).mapValues(\.count),
+                       ["sim-bucket-0": 20, "sim-bucket-2": 15])
+        XCTAssertEqual(Set((first.leases + second.leases).map(\.taskID)).count, 125, "a task was claimed twice")
+    }
+}
