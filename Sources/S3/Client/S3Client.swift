@@ -39,6 +39,8 @@ public final class S3Client: @unchecked Sendable {
     private var bucketRegions: [String: String] = [:]
     private var clockOffset: Double = 0
     private var signers: [String: SigV4Signer] = [:]
+    /// The signing time's two strings, made once per second rather than per request.
+    private var lastDate: (second: Int, date: SigV4Date)?
     private let clock: @Sendable () -> Date
 
     public init(configuration: S3ClientConfiguration, credentials: CredentialProvider,
@@ -88,7 +90,14 @@ public final class S3Client: @unchecked Sendable {
 
     private func send(_ request: S3Request, object: ObjectRef?, attempt: Int, downloadTo fd: Int32?,
                       completion: @escaping @Sendable (S3Result) -> Void) {
-        let (region, offset) = lock.withLock { (bucketRegions[request.bucket] ?? configuration.region, clockOffset) }
+        let now = clock()
+        let (region, date) = lock.withLock { () -> (String, SigV4Date) in
+            let second = Int((now.timeIntervalSince1970 + clockOffset).rounded(.down))
+            if let last = lastDate, last.second == second { return (bucketRegions[request.bucket] ?? configuration.region, last.date) }
+            let date = SigV4Date(secondsSince1970: second)
+            lastDate = (second, date)
+            return (bucketRegions[request.bucket] ?? configuration.region, date)
+        }
         let creds: AWSCredentials
         do {
             creds = try credentials.credentials()
@@ -98,7 +107,7 @@ public final class S3Client: @unchecked Sendable {
             return
         }
         let prepared = requestSigner.prepare(request, region: region, signer: signer(for: region), credentials: creds,
-                                             date: SigV4Date(clock().addingTimeInterval(offset)))
+                                             date: date)
         transport.submit(prepared, downloadTo: fd) { [self] result in
             switch result {
             case .failure(let code, let message):

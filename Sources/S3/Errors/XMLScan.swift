@@ -3,11 +3,12 @@
 enum XMLScan {
     /// The text of the first `<tag>…</tag>` in `xml`, entities decoded; nil when absent.
     static func first(_ tag: String, in xml: Substring) -> String? {
-        guard let open = xml.range(of: "<\(tag)>") else {
-            if xml.contains("<\(tag)/>") { return "" }
+        let u = xml.utf8
+        guard let open = find("<\(tag)>", in: u, from: u.startIndex) else {
+            if find("<\(tag)/>", in: u, from: u.startIndex) != nil { return "" }
             return nil
         }
-        guard let close = xml.range(of: "</\(tag)>", range: open.upperBound..<xml.endIndex) else { return nil }
+        guard let close = find("</\(tag)>", in: u, from: open.upperBound) else { return nil }
         return unescape(xml[open.upperBound..<close.lowerBound])
     }
 
@@ -16,17 +17,37 @@ enum XMLScan {
     /// Every `<tag>…</tag>` element's inner text, in order (e.g. each `<Contents>` of a list page).
     static func all(_ tag: String, in xml: String) -> [Substring] {
         var result: [Substring] = []
-        var rest = xml[...]
-        while let open = rest.range(of: "<\(tag)>"),
-              let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex) {
-            result.append(rest[open.upperBound..<close.lowerBound])
-            rest = rest[close.upperBound...]
+        let u = xml.utf8
+        var from = u.startIndex
+        while let open = find("<\(tag)>", in: u[...], from: from), let close = find("</\(tag)>", in: u[...], from: open.upperBound) {
+            result.append(xml[open.upperBound..<close.lowerBound])
+            from = close.upperBound
         }
         return result
     }
 
+    /// Byte search over UTF-8 (Foundation's `range(of:)` goes through CFString on Linux: it was most of the cost of
+    /// reading an error answer). Tags are ASCII, so the indices found are valid String indices.
+    private static func find(_ needle: String, in u: Substring.UTF8View, from start: String.Index) -> Range<String.Index>? {
+        let n = Array(needle.utf8)
+        guard let first = n.first else { return nil }
+        var i = start
+        while let hit = u[i...].firstIndex(of: first) {
+            var j = hit
+            var k = 0
+            while k < n.count, j < u.endIndex, u[j] == n[k] {
+                u.formIndex(after: &j)
+                k += 1
+            }
+            if k == n.count { return hit..<j }
+            i = u.index(after: hit)
+        }
+        return nil
+    }
+
     static func unescape(_ s: Substring) -> String {
-        guard s.contains("&") else { return String(s) }
+        guard s.utf8.contains(0x26) else { return String(s) }  // '&'
+
         var out = ""
         var i = s.startIndex
         while i < s.endIndex {

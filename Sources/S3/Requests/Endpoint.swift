@@ -9,13 +9,31 @@ import Foundation
 public struct S3Endpoint: Sendable, Equatable {
     public enum PathStyle: String, Sendable { case auto, always, never }
 
-    public var scheme: String
+    public var scheme: String { didSet { derive() } }
     /// Host for custom endpoints; nil means AWS, whose host depends on the region.
-    public var customHost: String?
-    public var port: Int?
+    public var customHost: String? { didSet { derive() } }
+    public var port: Int? { didSet { derive() } }
     public var pathStyle: PathStyle
     /// A base path of a custom endpoint (rare; e.g. behind a proxy), without a trailing slash.
     public var basePath: String
+
+    /// Worked out once from the fields above (they are read for every request): whether the custom host is an IP
+    /// literal or `localhost`, and its `Host` header and URL prefix when requests to it use path style.
+    private var customIsLiteral = false
+    private var customPathStyleAddress: (host: String, urlPrefix: String)?
+
+    private mutating func derive() {
+        customIsLiteral = customHost.map(Self.isIPLiteralOrLocalhost) ?? false
+        customPathStyleAddress = customHost.map { hostAndPrefix(host: $0) }
+    }
+
+    private func hostAndPrefix(host: String) -> (host: String, urlPrefix: String) {
+        let defaultPort = scheme == "https" ? 443 : 80
+        let hostHeader = port.map { $0 == defaultPort ? host : "\(host):\($0)" } ?? host
+        let hostForURL = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        let authority = port.map { "\(hostForURL):\($0)" } ?? hostForURL
+        return (hostHeader, "\(scheme)://\(authority)")
+    }
 
     /// AWS itself.
     public static func aws(pathStyle: PathStyle = .auto) -> S3Endpoint {
@@ -38,6 +56,11 @@ public struct S3Endpoint: Sendable, Equatable {
         self.port = port
         self.pathStyle = pathStyle
         self.basePath = basePath
+        derive()
+    }
+
+    public static func == (a: S3Endpoint, b: S3Endpoint) -> Bool {
+        a.scheme == b.scheme && a.customHost == b.customHost && a.port == b.port && a.pathStyle == b.pathStyle && a.basePath == b.basePath
     }
 
     static func isIPLiteralOrLocalhost(_ host: String) -> Bool {
@@ -52,7 +75,7 @@ public struct S3Endpoint: Sendable, Equatable {
         case .always: return true
         case .never: return false
         case .auto:
-            if let host = customHost, Self.isIPLiteralOrLocalhost(host) { return true }
+            if customIsLiteral { return true }
             return scheme == "https" && bucket.contains(".")
         }
     }
@@ -60,14 +83,12 @@ public struct S3Endpoint: Sendable, Equatable {
     /// The URL, `Host` header value and canonical URI for an object (or a bucket when `key` is empty).
     public func address(bucket: String, key: String, region: String) -> (host: String, canonicalURI: String, urlPrefix: String) {
         let pathStyle = usesPathStyle(bucket: bucket)
-        var host = customHost ?? "s3.\(region).amazonaws.com"
-        if !pathStyle { host = "\(bucket).\(host)" }
-        let defaultPort = scheme == "https" ? 443 : 80
-        let hostHeader = port.map { $0 == defaultPort ? host : "\(host):\($0)" } ?? host
-        let hostForURL = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
-        let authority = port.map { "\(hostForURL):\($0)" } ?? hostForURL
         var path = CanonicalURI.s3(bucket: pathStyle ? bucket : nil, key: key)
         if !basePath.isEmpty { path = basePath + path }
-        return (hostHeader, path, "\(scheme)://\(authority)")
+        if pathStyle, let fixed = customPathStyleAddress { return (fixed.host, path, fixed.urlPrefix) }
+        var host = customHost ?? "s3.\(region).amazonaws.com"
+        if !pathStyle { host = "\(bucket).\(host)" }
+        let (hostHeader, urlPrefix) = hostAndPrefix(host: host)
+        return (hostHeader, path, urlPrefix)
     }
 }

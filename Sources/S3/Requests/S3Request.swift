@@ -138,27 +138,37 @@ public struct S3RequestSigner: Sendable {
                         date: SigV4Date) -> PreparedRequest {
         let (host, canonicalURI, urlPrefix) = endpoint.address(bucket: request.bucket, key: request.key, region: region)
         let payloadHash = request.payloadSHA256 ?? Crypto.sha256Hex(request.body)
-        var signed: [(name: String, value: String)] = [("host", host)]
+        var signed: [(name: String, value: String)] = []
+        signed.reserveCapacity(request.headers.count + 6)
+        signed.append(("host", host))
         signed += request.headers
         signed.append(("x-amz-content-sha256", payloadHash))
         signed.append(("x-amz-date", date.amzDate))
         if let token = credentials.sessionToken { signed.append(("x-amz-security-token", token)) }
+        // Sorted here (stable, small) so the signer can take the list as it is.
+        if !SigV4Signer.isSorted(signed) { signed = signed.enumerated().sorted { ($0.element.name, $0.offset) < ($1.element.name, $1.offset) }.map(\.element) }
         let signature = signer.sign(SigV4Request(method: request.method, canonicalURI: canonicalURI, query: request.query,
                                                  headers: signed, payloadHash: payloadHash),
                                     credentials: credentials, date: date)
-        var url = urlPrefix + canonicalURI
-        if !request.query.isEmpty {
-            url += "?" + request.query.map { q in
-                q.value.isEmpty && (q.name == "encryption" || q.name == "versions")
-                    ? URIEncoding.encode(q.name, keepSlash: false)
-                    : URIEncoding.encode(q.name, keepSlash: false) + "=" + URIEncoding.encode(q.value, keepSlash: false)
-            }.joined(separator: "&")
+        var url: [UInt8] = []
+        url.reserveCapacity(urlPrefix.utf8.count + canonicalURI.utf8.count + 64)
+        url += urlPrefix.utf8
+        url += canonicalURI.utf8
+        for (i, q) in request.query.enumerated() {
+            url.append(i == 0 ? 0x3F : 0x26)  // '?' then '&'
+            URIEncoding.append(q.name, keepSlash: false, to: &url)
+            // A bare flag stays bare, as the SDKs send it (`?encryption`); the signature covers `encryption=` either way.
+            if !(q.value.isEmpty && (q.name == "encryption" || q.name == "versions")) {
+                url.append(0x3D)
+                URIEncoding.append(q.value, keepSlash: false, to: &url)
+            }
         }
         // Host is sent exactly as signed (libcurl would otherwise derive its own from the URL).
-        var headers = signed.map { $0.name == "host" ? (name: "Host", value: $0.value) : $0 }
-        headers.append(("authorization", signature.authorization))
-        headers.append(("user-agent", userAgent))
-        return PreparedRequest(method: request.method, url: url, headers: headers, body: request.body)
+        if let i = signed.firstIndex(where: { $0.name == "host" }) { signed[i].name = "Host" }
+        signed.append(("authorization", signature.authorization))
+        signed.append(("user-agent", userAgent))
+        let headers = signed
+        return PreparedRequest(method: request.method, url: String(decoding: url, as: UTF8.self), headers: headers, body: request.body)
     }
 }
 

@@ -1,3 +1,4 @@
+import Domain
 import Foundation
 
 /// The time a request is signed at, in SigV4's two forms. Passed in, never read from a clock here, so tests are
@@ -114,7 +115,7 @@ public final class SigV4Signer: @unchecked Sendable {
     public let service: String
     public let region: String
     // Guarded by `lock`; @unchecked Sendable is sound because nothing else touches it.
-    private var keyCache: (day: String, accessKeyID: String, secret: String, key: [UInt8])?
+    private var keyCache: (day: String, accessKeyID: String, secret: String, key: [UInt8], scope: String)?
     private let lock = NSLock()
 
     public init(service: String, region: String) {
@@ -135,38 +136,29 @@ public final class SigV4Signer: @unchecked Sendable {
     /// The canonical request and the `;`-joined signed header names.
     public func canonicalRequest(_ r: SigV4Request) -> (text: String, signedHeaders: String) {
         let (bytes, signed) = canonicalRequestBytes(r)
-        return (String(decoding: bytes, as: UTF8.self), signed)
+        return (String(decoding: bytes, as: UTF8.self), String(decoding: signed, as: UTF8.self))
     }
 
     /// Built as bytes in one buffer: this runs for every request on both sides of a benchmark.
-    func canonicalRequestBytes(_ r: SigV4Request) -> ([UInt8], String) {
-        var headers: [(name: String, value: String)] = []
-        headers.reserveCapacity(r.headers.count)
-        for (name, value) in r.headers {
-            headers.append((Self.isLowercase(name) ? name : name.lowercased(), Self.canonicalValue(value)))
-        }
-        // Stable sort: duplicate names keep their order, as the suite requires.
-        if !Self.isSorted(headers) {
-            headers = headers.enumerated().sorted { $0.element.name != $1.element.name ? $0.element.name < $1.element.name : $0.offset < $1.offset }
-                .map(\.element)
-        }
+    func canonicalRequestBytes(_ r: SigV4Request) -> ([UInt8], [UInt8]) {
         var out: [UInt8] = []
-        out.reserveCapacity(512)
+        out.reserveCapacity(768)
         out += r.method.utf8
         out.append(0x0A)
         out += r.canonicalURI.utf8
         out.append(0x0A)
-        out += Self.canonicalQuery(r.query).utf8
+        Self.appendCanonicalQuery(r.query, to: &out)
         out.append(0x0A)
         var signed: [UInt8] = []
+        signed.reserveCapacity(128)
         var previous: String?
-        for (name, value) in headers {
+        func appendHeader(_ name: String, _ value: String) {
             if name == previous {
                 out.removeLast()  // the newline: fold duplicates into one line, comma-separated
                 out.append(0x2C)
                 out += value.utf8
                 out.append(0x0A)
-                continue
+                return
             }
             if previous != nil { signed.append(0x3B) }
             signed += name.utf8
@@ -176,11 +168,28 @@ public final class SigV4Signer: @unchecked Sendable {
             out += value.utf8
             out.append(0x0A)
         }
+        // The client's own headers are lowercase, trimmed and sorted already: use them as they are, without a copy.
+        if r.headers.allSatisfy({ Self.isLowercase($0.name) && Self.isCanonicalValue($0.value) }), Self.isSorted(r.headers) {
+            for (name, value) in r.headers { appendHeader(name, value) }
+        } else {
+            var headers: [(name: String, value: String)] = []
+            headers.reserveCapacity(r.headers.count)
+            for (name, value) in r.headers {
+                headers.append((Self.isLowercase(name) ? name : name.lowercased(), Self.canonicalValue(value)))
+            }
+            // Stable sort: duplicate names keep their order, as the suite requires.
+            if !Self.isSorted(headers) {
+                headers = headers.enumerated()
+                    .sorted { $0.element.name != $1.element.name ? $0.element.name < $1.element.name : $0.offset < $1.offset }
+                    .map(\.element)
+            }
+            for (name, value) in headers { appendHeader(name, value) }
+        }
         out.append(0x0A)
         out += signed
         out.append(0x0A)
         out += r.payloadHash.utf8
-        return (out, String(decoding: signed, as: UTF8.self))
+        return (out, signed)
     }
 
     static func isLowercase(_ s: String) -> Bool { !s.utf8.contains { $0 >= 0x41 && $0 <= 0x5A } }
@@ -195,13 +204,45 @@ public final class SigV4Signer: @unchecked Sendable {
     }
 
     static func canonicalQuery(_ query: [(name: String, value: String)]) -> String {
-        guard !query.isEmpty else { return "" }
-        let encoded = query.map { (URIEncoding.encode($0.name, keepSlash: false), URIEncoding.encode($0.value, keepSlash: false)) }
-        // Sorted by encoded name, then value, comparing bytes.
-        let sorted = encoded.sorted { a, b in
-            a.0 != b.0 ? a.0.utf8.lexicographicallyPrecedes(b.0.utf8) : a.1.utf8.lexicographicallyPrecedes(b.1.utf8)
+        var out: [UInt8] = []
+        appendCanonicalQuery(query, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Encoded names and values, sorted by encoded name then value (bytes), `&`-joined. One parameter (the common
+    /// `?encryption`) goes straight into `out`.
+    static func appendCanonicalQuery(_ query: [(name: String, value: String)], to out: inout [UInt8]) {
+        if query.count == 1 {
+            URIEncoding.append(query[0].name, keepSlash: false, to: &out)
+            out.append(0x3D)
+            URIEncoding.append(query[0].value, keepSlash: false, to: &out)
+            return
         }
-        return sorted.map { $0.0 + "=" + $0.1 }.joined(separator: "&")
+        guard !query.isEmpty else { return }
+        var encoded: [(name: [UInt8], value: [UInt8])] = query.map {
+            var n: [UInt8] = [], v: [UInt8] = []
+            URIEncoding.append($0.name, keepSlash: false, to: &n)
+            URIEncoding.append($0.value, keepSlash: false, to: &v)
+            return (n, v)
+        }
+        encoded.sort { a, b in a.name != b.name ? a.name.lexicographicallyPrecedes(b.name) : a.value.lexicographicallyPrecedes(b.value) }
+        for (i, p) in encoded.enumerated() {
+            if i > 0 { out.append(0x26) }
+            out += p.name
+            out.append(0x3D)
+            out += p.value
+        }
+    }
+
+    /// Whether `value` is already trimmed with no runs of blanks (then canonicalValue would return it unchanged).
+    static func isCanonicalValue(_ value: String) -> Bool {
+        var previousSpace = true
+        for b in value.utf8 {
+            let space = b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D
+            if space && (previousSpace || b != 0x20) { return false }
+            previousSpace = space
+        }
+        return !previousSpace || value.isEmpty
     }
 
     /// Trims, and folds runs of white space (including folded header lines) into one space.
@@ -237,7 +278,7 @@ public final class SigV4Signer: @unchecked Sendable {
     /// have one, `x-amz-security-token`) so that they are signed.
     public func sign(_ request: SigV4Request, credentials: AWSCredentials, date: SigV4Date) -> Signed {
         let (canonical, signedHeaders) = canonicalRequestBytes(request)
-        let scope = scope(day: date.day)
+        let (key, scope) = signingKey(credentials: credentials, day: date.day)
         var stringToSign: [UInt8] = []
         stringToSign.reserveCapacity(160)
         stringToSign += "AWS4-HMAC-SHA256\n".utf8
@@ -245,27 +286,44 @@ public final class SigV4Signer: @unchecked Sendable {
         stringToSign.append(0x0A)
         stringToSign += scope.utf8
         stringToSign.append(0x0A)
-        stringToSign += Crypto.sha256Hex(canonical).utf8
-        let key = signingKey(credentials: credentials, day: date.day)
-        let signature = Crypto.hex(Crypto.hmacSHA256(key: key, stringToSign))
-        let authorization = "AWS4-HMAC-SHA256 Credential=" + credentials.accessKeyID + "/" + scope + ", SignedHeaders="
-            + signedHeaders + ", Signature=" + signature
-        return Signed(canonicalRequestBytes: canonical, stringToSignBytes: stringToSign, signature: signature,
-                      signedHeaders: signedHeaders, authorization: authorization)
+        HexDigit.append(Crypto.sha256(canonical), to: &stringToSign)
+        var signature: [UInt8] = []
+        signature.reserveCapacity(64)
+        HexDigit.append(Crypto.hmacSHA256(key: key, stringToSign), to: &signature)
+        var authorization: [UInt8] = []
+        authorization.reserveCapacity(200 + signedHeaders.count)
+        authorization += "AWS4-HMAC-SHA256 Credential=".utf8
+        authorization += credentials.accessKeyID.utf8
+        authorization.append(0x2F)
+        authorization += scope.utf8
+        authorization += ", SignedHeaders=".utf8
+        authorization += signedHeaders
+        authorization += ", Signature=".utf8
+        authorization += signature
+        return Signed(canonicalRequestBytes: canonical, stringToSignBytes: stringToSign,
+                      signature: String(decoding: signature, as: UTF8.self),
+                      signedHeaders: String(decoding: signedHeaders, as: UTF8.self),
+                      authorization: String(decoding: authorization, as: UTF8.self))
     }
 
     /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, day), region), service), "aws4_request").
     public func signingKey(credentials: AWSCredentials, day: String) -> [UInt8] {
+        signingKey(credentials: credentials, day: day).key
+    }
+
+    /// The key and the credential scope for `day`, derived once per day and access key.
+    func signingKey(credentials: AWSCredentials, day: String) -> (key: [UInt8], scope: String) {
         lock.lock()
         defer { lock.unlock() }
         if let c = keyCache, c.day == day, c.accessKeyID == credentials.accessKeyID, c.secret == credentials.secretAccessKey {
-            return c.key
+            return (c.key, c.scope)
         }
         let kDate = Crypto.hmacSHA256(key: Array(("AWS4" + credentials.secretAccessKey).utf8), Array(day.utf8))
         let kRegion = Crypto.hmacSHA256(key: kDate, Array(region.utf8))
         let kService = Crypto.hmacSHA256(key: kRegion, Array(service.utf8))
         let key = Crypto.hmacSHA256(key: kService, Array("aws4_request".utf8))
-        keyCache = (day, credentials.accessKeyID, credentials.secretAccessKey, key)
-        return key
+        let scope = scope(day: day)
+        keyCache = (day, credentials.accessKeyID, credentials.secretAccessKey, key, scope)
+        return (key, scope)
     }
 }

@@ -10,12 +10,65 @@ public enum TransportResult: Sendable {
 
 public struct HTTPResponse: Sendable {
     public var status: Int
-    public var headers: [(name: String, value: String)]
+    /// The header lines as received (`Name: value\r\n` each), read on demand: most answers are consulted for one
+    /// header or none, and a String pair per header per answer was a visible share of the client's allocations.
+    var rawHeaders: [UInt8]
     public var body: [UInt8]
+
+    public init(status: Int, headers: [(name: String, value: String)], body: [UInt8]) {
+        self.status = status
+        rawHeaders = Array(headers.map { "\($0.name): \($0.value)\r\n" }.joined().utf8)
+        self.body = body
+    }
+
+    init(status: Int, rawHeaders: [UInt8], body: [UInt8]) {
+        self.status = status
+        self.rawHeaders = rawHeaders
+        self.body = body
+    }
+
+    /// Every header, in order.
+    public var headers: [(name: String, value: String)] {
+        var out: [(name: String, value: String)] = []
+        forEachHeader { name, value in
+            out.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+            return true
+        }
+        return out
+    }
 
     /// The first header named `name` (ASCII case-insensitive; give `name` in lowercase).
     public func header(_ name: String) -> String? {
-        headers.first { ASCII.equalsLowercased($0.name, name) }?.value
+        var found: String?
+        let wanted = Array(name.utf8)
+        forEachHeader { n, value in
+            guard n.count == wanted.count else { return true }
+            for (a, b) in zip(n, wanted) where ((a >= 0x41 && a <= 0x5A) ? a | 0x20 : a) != b { return true }
+            found = String(decoding: value, as: UTF8.self)
+            return false
+        }
+        return found
+    }
+
+    /// Calls `body` with each header's name and trimmed value until it returns false.
+    private func forEachHeader(_ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Bool) {
+        rawHeaders.withUnsafeBufferPointer { p in
+            var start = 0
+            while start < p.count {
+                var end = start
+                while end < p.count, p[end] != 0x0A { end += 1 }
+                var lineEnd = end
+                while lineEnd > start, p[lineEnd - 1] == 0x0D || p[lineEnd - 1] == 0x20 || p[lineEnd - 1] == 0x09 { lineEnd -= 1 }
+                var colon = start
+                while colon < lineEnd, p[colon] != 0x3A { colon += 1 }
+                if colon < lineEnd {
+                    var v = colon + 1
+                    while v < lineEnd, p[v] == 0x20 || p[v] == 0x09 { v += 1 }
+                    if !body(UnsafeBufferPointer(rebasing: p[start..<colon]), UnsafeBufferPointer(rebasing: p[v..<lineEnd])) { return }
+                }
+                start = end + 1
+            }
+        }
     }
 }
 
@@ -123,6 +176,8 @@ public final class CurlTransport: @unchecked Sendable {
             if stopping { return (true, false) }
             submitted.append(transfer)
             activeCount += 1
+            // One wake-up per sleep, however many submissions arrive before the driver runs.
+            defer { sleeping = false }
             return (false, sleeping)
         }
         if rejected {
@@ -206,12 +261,11 @@ public final class CurlTransport: @unchecked Sendable {
             if result == CURLE_OK {
                 var status = 0
                 _ = reencryptd_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
-                outcome = .response(HTTPResponse(status: status, headers: t.responseHeaders, body: t.responseBody))
+                outcome = .response(HTTPResponse(status: status, rawHeaders: t.responseHeaders, body: t.responseBody))
             } else {
                 let detail = t.errorMessage()
                 outcome = .failure(code: Int32(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
             }
-            t.release()
             curl_easy_reset(easy)
             if idleHandles.count < 4096 { idleHandles.append(easy) } else { curl_easy_cleanup(easy) }
             finish(t, outcome)
@@ -224,7 +278,6 @@ public final class CurlTransport: @unchecked Sendable {
         for (easy, t) in transfers {
             curl_multi_remove_handle(multi, easy)
             curl_easy_cleanup(easy)
-            t.release()
             t.completion(aborted)
         }
         transfers.removeAll()
@@ -253,7 +306,7 @@ public final class CurlTransport: @unchecked Sendable {
 
     private func configure(_ easy: UnsafeMutableRawPointer, _ t: Transfer) {
         let request = t.request
-        t.url.withUnsafeBufferPointer { _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_URL, $0.baseAddress) }
+        _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_URL, t.url)
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         // S3 keys like `./x/../y` are distinct objects: libcurl must not squash dot segments.
         // https://curl.se/libcurl/c/CURLOPT_PATH_AS_IS.html
@@ -272,7 +325,7 @@ public final class CurlTransport: @unchecked Sendable {
         case "HEAD": _ = reencryptd_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
         case "GET": _ = reencryptd_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
         default:
-            t.method.withUnsafeBufferPointer { _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CUSTOMREQUEST, $0.baseAddress) }
+            _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CUSTOMREQUEST, t.method)
             // The body is known and small: POSTFIELDS sends it with a Content-Length and no Expect: 100-continue.
             _ = reencryptd_easy_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(t.body.count))
             t.body.withUnsafeBufferPointer { _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_POSTFIELDS, $0.baseAddress) }
@@ -290,13 +343,19 @@ public final class CurlTransport: @unchecked Sendable {
 final class Transfer {
     let request: PreparedRequest
     let completion: CurlTransport.Completion
-    let url: [CChar]
-    let method: [CChar]
     let body: [UInt8]
     let caBundle: [CChar]?
     var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE))
-    var headerList: UnsafeMutablePointer<curl_slist>?
-    var responseHeaders: [(name: String, value: String)] = []
+    /// URL, method and every header line as C strings, back to back, in one allocation; `headerList` links nodes
+    /// (a second allocation) pointing into it. libcurl only reads the list, so it need not come from
+    /// `curl_slist_append`, which would cost two allocations per header. https://curl.se/libcurl/c/CURLOPT_HTTPHEADER.html
+    private let strings: UnsafeMutableBufferPointer<CChar>
+    private let nodes: UnsafeMutableBufferPointer<curl_slist>
+    let url: UnsafePointer<CChar>
+    let method: UnsafePointer<CChar>
+    var headerList: UnsafeMutablePointer<curl_slist>? { nodes.isEmpty ? nil : nodes.baseAddress }
+    /// The header lines of the response being received, as received.
+    var responseHeaders: [UInt8] = []
     var responseBody: [UInt8] = []
     /// Where a 2xx body goes when streaming to a file; -1 for memory.
     var downloadFD: Int32 = -1
@@ -307,27 +366,67 @@ final class Transfer {
     init(request: PreparedRequest, completion: @escaping CurlTransport.Completion, caBundle: String? = nil) {
         self.request = request
         self.completion = completion
-        url = Array(request.url.utf8CString)
-        method = Array(request.method.utf8CString)
         body = request.body
         self.caBundle = caBundle.map { Array($0.utf8CString) }
-        var list: UnsafeMutablePointer<curl_slist>?
-        for (name, value) in request.headers {
-            list = curl_slist_append(list, "\(name): \(value)")
-        }
         // "Name:" with no value removes a header libcurl would add on its own (POSTFIELDS implies a form
         // Content-Type; Expect: 100-continue would cost a round trip). https://curl.se/libcurl/c/CURLOPT_HTTPHEADER.html
-        list = curl_slist_append(list, "Expect:")
-        list = curl_slist_append(list, "Accept:")
-        if !request.headers.contains(where: { $0.name.lowercased() == "content-type" }) {
-            list = curl_slist_append(list, "Content-Type:")
+        var removals: [StaticString] = ["Expect:", "Accept:"]
+        if !request.headers.contains(where: { ASCII.equalsLowercased($0.name, "content-type") }) { removals.append("Content-Type:") }
+        var size = request.url.utf8.count + 1 + request.method.utf8.count + 1
+        for (name, value) in request.headers { size += name.utf8.count + 2 + value.utf8.count + 1 }
+        for r in removals { size += r.utf8CodeUnitCount + 1 }
+        let strings = UnsafeMutableBufferPointer<CChar>.allocate(capacity: size)
+        let nodes = UnsafeMutableBufferPointer<curl_slist>.allocate(capacity: request.headers.count + removals.count)
+        var at = 0
+        func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+            bytes.withMemoryRebound(to: CChar.self) { b in
+                _ = UnsafeMutableBufferPointer(rebasing: strings[at..<(at + b.count)]).initialize(from: b)
+            }
+            at += bytes.count
         }
-        headerList = list
+        func put(_ text: String) {
+            var text = text
+            text.withUTF8 { put($0) }
+        }
+        func terminate() {
+            strings[at] = 0
+            at += 1
+        }
+        let base = strings.baseAddress!
+        put(request.url)
+        terminate()
+        let methodAt = at
+        put(request.method)
+        terminate()
+        var node = 0
+        func link(from start: Int) {
+            nodes[node] = curl_slist(data: base + start, next: nil)
+            if node > 0 { nodes[node - 1].next = nodes.baseAddress! + node }
+            node += 1
+        }
+        for (name, value) in request.headers {
+            let start = at
+            put(name)
+            put(": ")
+            put(value)
+            terminate()
+            link(from: start)
+        }
+        for r in removals {
+            let start = at
+            put(UnsafeBufferPointer(start: r.utf8Start, count: r.utf8CodeUnitCount))
+            terminate()
+            link(from: start)
+        }
+        self.strings = strings
+        self.nodes = nodes
+        url = UnsafePointer(base)
+        method = UnsafePointer(base + methodAt)
     }
 
-    func release() {
-        if let headerList { curl_slist_free_all(headerList) }
-        headerList = nil
+    deinit {
+        strings.deallocate()
+        nodes.deallocate()
     }
 
     func errorMessage() -> String {
@@ -374,13 +473,10 @@ private let curlHeader: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, 
             transfer.currentStatus = status
             return
         }
-        guard let colon = line.firstIndex(of: 0x3A) else { return }
-        var start = colon + 1
-        var end = n
-        while start < end, line[start] == 0x20 || line[start] == 0x09 { start += 1 }
-        while end > start, line[end - 1] == 0x0A || line[end - 1] == 0x0D || line[end - 1] == 0x20 { end -= 1 }
-        transfer.responseHeaders.append((String(decoding: UnsafeBufferPointer(rebasing: line[0..<colon]), as: UTF8.self),
-                                         String(decoding: UnsafeBufferPointer(rebasing: line[start..<end]), as: UTF8.self)))
+        // Header lines are kept as received; HTTPResponse reads them on demand. The blank line ending the head is not.
+        guard line.firstIndex(of: 0x3A) != nil else { return }
+        if transfer.responseHeaders.capacity == 0 { transfer.responseHeaders.reserveCapacity(512) }
+        transfer.responseHeaders.append(contentsOf: line)
     }
     return n
 }
