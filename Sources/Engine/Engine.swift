@@ -243,10 +243,43 @@ public final class Engine: @unchecked Sendable {
                                                        expectedBucketOwner: job.spec.expectedBucketOwner?.rawValue)
         let key = job.spec.kmsKeyARN.rawValue
         client.send(request, object: lease.object) { [self] result in
-            queue.async { self.complete(lease, key: key, sentAt: now, result: result) }
+            deliver(Answer(lease: lease, key: key, sentAt: now, result: result))
         }
     }
 
+    /// An answer on its way from the transport's thread to `queue`.
+    private struct Answer {
+        var lease: Lease
+        var key: String
+        var sentAt: Double
+        var result: S3Result
+    }
+
+    /// Answers reach `queue` in batches: the transport hands over each one under `answersLock`, and only the first of a
+    /// batch schedules a drain. One block and at most one thread wake-up per batch instead of per answer.
+    private let answersLock = NSLock()
+    private var answers: [Answer] = []
+    private var drainScheduled = false
+
+    private func deliver(_ answer: Answer) {
+        let schedule = answersLock.withLock { () -> Bool in
+            answers.append(answer)
+            defer { drainScheduled = true }
+            return !drainScheduled
+        }
+        guard schedule else { return }
+        queue.async { [self] in
+            let batch = answersLock.withLock { () -> [Answer] in
+                drainScheduled = false
+                defer { answers.removeAll(keepingCapacity: true) }
+                return answers
+            }
+            for a in batch { complete(a.lease, key: a.key, sentAt: a.sentAt, result: a.result) }
+            dispatch(now: Self.now())
+        }
+    }
+
+    /// Classifies one answer and queues its result for the store (the caller dispatches more work after a batch).
     private func complete(_ lease: Lease, key: String, sentAt: Double, result: S3Result) {
         guard inFlight.removeValue(forKey: lease.taskID) != nil else { return }  // released at shutdown
         let now = Self.now()
@@ -300,7 +333,6 @@ public final class Engine: @unchecked Sendable {
                                   errorCode: error.map { $0.code.isEmpty ? "ConnectionError" : $0.code },
                                   errorMessage: error.map { $0.message }, requestID: requestID))
         if results.count >= 1000, !recording { flushResults() }
-        dispatch(now: now)
     }
 
     private func flushResults() {

@@ -41,7 +41,10 @@ final class Database {
         _ = reencryptd_sqlite_enable_defensive(db)
     }
 
-    deinit { sqlite3_close_v2(handle) }
+    deinit {
+        statements.removeAll()  // finalized first, so the connection closes now rather than as a zombie
+        sqlite3_close_v2(handle)
+    }
 
     func error(_ rc: Int32, sql: String?) -> StoreError {
         StoreError(code: rc, message: String(cString: sqlite3_errmsg(handle)), sql: sql, path: path)
@@ -58,7 +61,19 @@ final class Database {
         }
     }
 
+    /// Prepared statements by SQL text. Preparing parses and plans the SQL: on the engine's paths (a claim, a batch
+    /// of outcomes, every transaction's BEGIN and COMMIT) that cost more than running the statement.
+    private var statements: [String: Statement] = [:]
+
+    /// A prepared statement for `sql`, reused when one is idle (every use resets it: `run`, `forEachRow`).
     func prepare(_ sql: String) throws -> Statement {
+        if let cached = statements[sql], !cached.isBusy { return cached }
+        let fresh = try prepareUncached(sql)
+        if statements[sql] == nil { statements[sql] = fresh }
+        return fresh
+    }
+
+    private func prepareUncached(_ sql: String) throws -> Statement {
         var stmt: OpaquePointer?
         let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
         guard rc == SQLITE_OK, let stmt else { throw error(rc, sql: sql) }
@@ -71,10 +86,10 @@ final class Database {
     /// Runs `body` in a write transaction taken up front (BEGIN IMMEDIATE, so a busy database fails at the start,
     /// not at the first write); rolls back on any error, so nothing is half-written.
     func writeTransaction<T>(_ body: () throws -> T) throws -> T {
-        try execute("BEGIN IMMEDIATE")
+        try prepare("BEGIN IMMEDIATE").run()
         do {
             let value = try body()
-            try execute("COMMIT")
+            try prepare("COMMIT").run()
             return value
         } catch {
             try? execute("ROLLBACK")
@@ -83,8 +98,8 @@ final class Database {
     }
 
     func readTransaction<T>(_ body: () throws -> T) throws -> T {
-        try execute("BEGIN")
-        defer { try? execute("COMMIT") }
+        try prepare("BEGIN").run()
+        defer { try? prepare("COMMIT").run() }
         return try body()
     }
 }
@@ -109,6 +124,9 @@ final class Statement {
     }
 
     deinit { sqlite3_finalize(handle) }
+
+    /// Stepped and not yet reset (in use by a caller iterating it).
+    var isBusy: Bool { sqlite3_stmt_busy(handle) != 0 }
 
     func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(handle, index, value) }
     func bind(_ index: Int32, _ value: Int) { sqlite3_bind_int64(handle, index, Int64(value)) }

@@ -119,7 +119,7 @@ public final class S3Client: @unchecked Sendable {
                     completion(.success(response))
                     return
                 }
-                var error = S3Error(status: response.status, headers: response.headers, body: response.body,
+                var error = S3Error(status: response.status, body: response.body, header: response.header,
                                     operation: request.operation, object: object)
                 if response.status == 200 && error.code.isEmpty { error.code = "InternalError" }
                 guard attempt == 0 else {

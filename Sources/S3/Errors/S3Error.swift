@@ -32,14 +32,18 @@ public struct S3Error: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// Parses an error response. `body` may be empty (HEAD responses carry none).
     public init(status: Int, headers: [(name: String, value: String)], body: [UInt8], operation: String, object: ObjectRef?) {
-        let text = String(decoding: body, as: UTF8.self)
-        func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name }?.value }
-        let code = XMLScan.first("Code", in: text) ?? ""
+        func header(_ name: String) -> String? { headers.first { ASCII.equalsLowercased($0.name, name) }?.value }
+        self.init(status: status, body: body, header: header, operation: operation, object: object)
+    }
+
+    /// Parses an error response whose headers are read through `header` (lowercase names).
+    init(status: Int, body: [UInt8], header: (String) -> String?, operation: String, object: ObjectRef?) {
+        let code = XMLScan.first("Code", in: body) ?? ""
         self.init(status: status, code: code.isEmpty ? Self.defaultCode(status) : code,
-                  message: XMLScan.first("Message", in: text) ?? "",
-                  requestID: XMLScan.first("RequestId", in: text) ?? header("x-amz-request-id"),
-                  hostID: XMLScan.first("HostId", in: text) ?? header("x-amz-id-2"),
-                  region: XMLScan.first("Region", in: text) ?? header("x-amz-bucket-region"),
+                  message: XMLScan.first("Message", in: body) ?? "",
+                  requestID: XMLScan.first("RequestId", in: body) ?? header("x-amz-request-id"),
+                  hostID: XMLScan.first("HostId", in: body) ?? header("x-amz-id-2"),
+                  region: XMLScan.first("Region", in: body) ?? header("x-amz-bucket-region"),
                   retryAfterMilliseconds: header("x-amz-retry-after").flatMap { Int($0) },
                   operation: operation, object: object)
     }

@@ -1,3 +1,4 @@
+import Foundation
 /// A minimal scanner for S3's flat XML documents (errors, list pages). Hand-written: S3's responses are simple,
 /// and FoundationXML would pull libxml2 into the hot path for error bodies.
 enum XMLScan {
@@ -13,6 +14,27 @@ enum XMLScan {
     }
 
     static func first(_ tag: String, in xml: String) -> String? { first(tag, in: xml[...]) }
+
+    /// The same over raw bytes (an error answer's body, read before any String is made of it).
+    static func first(_ tag: String, in xml: [UInt8]) -> String? {
+        xml.withUnsafeBufferPointer { p -> String? in
+            let open = Array("<\(tag)>".utf8)
+            guard let a = find(open, in: p, from: 0) else { return find(Array("<\(tag)/>".utf8), in: p, from: 0) != nil ? "" : nil }
+            let start = a + open.count
+            guard let b = find(Array("</\(tag)>".utf8), in: p, from: start) else { return nil }
+            return unescape(Substring(String(decoding: UnsafeBufferPointer(rebasing: p[start..<b]), as: UTF8.self)))
+        }
+    }
+
+    private static func find(_ n: [UInt8], in p: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        guard !n.isEmpty, p.count - start >= n.count else { return nil }
+        var i = start
+        while i <= p.count - n.count {
+            if p[i] == n[0] && memcmp(p.baseAddress! + i, n, n.count) == 0 { return i }
+            i += 1
+        }
+        return nil
+    }
 
     /// Every `<tag>…</tag>` element's inner text, in order (e.g. each `<Contents>` of a list page).
     static func all(_ tag: String, in xml: String) -> [Substring] {
