@@ -19,7 +19,12 @@ final class SimHTTPCodec: ChannelInboundHandler {
     private var flushPending = false
     static let maxHead = 64 * 1024
 
-    init(service: SimService) { self.service = service }
+    private let delayed: DelayedAnswers
+
+    init(service: SimService, delayed: DelayedAnswers) {
+        self.service = service
+        self.delayed = delayed
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
@@ -81,9 +86,7 @@ final class SimHTTPCodec: ChannelInboundHandler {
                 }
                 return
             case .delay(let seconds):
-                context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
-                    self.answer(response, head: head, context: context)
-                }
+                delayed.schedule(after: seconds) { self.answer(response, head: head, context: context) }
                 return
             case nil:
                 answer(response, head: head, context: context)
@@ -236,6 +239,31 @@ final class SimHTTPCodec: ChannelInboundHandler {
         case 501: return "Not Implemented"
         case 503: return "Service Unavailable"
         default: return "Status"
+        }
+    }
+}
+
+/// Answers held back by the latency fault, grouped by the millisecond they are due in: one timer per millisecond on the
+/// event loop rather than one per answer, and the answers of one millisecond go out in one burst (flushed together).
+/// A timer per answer made the loop wake for every answer, which at thousands a second cost the simulator more than the
+/// requests themselves. The price is that latency is rounded up to the next millisecond.
+/// Touched only on its event loop, which is what makes `@unchecked Sendable` sound.
+final class DelayedAnswers: @unchecked Sendable {
+    private let loop: EventLoop
+    private var due: [UInt64: [() -> Void]] = [:]
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    func schedule(after seconds: Double, _ body: @escaping () -> Void) {
+        let at = NIODeadline.now().uptimeNanoseconds + UInt64(max(0, seconds) * 1e9)
+        let millisecond = (at + 999_999) / 1_000_000
+        if due[millisecond] != nil {
+            due[millisecond]!.append(body)
+            return
+        }
+        due[millisecond] = [body]
+        loop.assumeIsolated().scheduleTask(deadline: .uptimeNanoseconds(millisecond * 1_000_000)) {
+            for answer in self.due.removeValue(forKey: millisecond) ?? [] { answer() }
         }
     }
 }

@@ -25,13 +25,23 @@ public final class S3Simulator: @unchecked Sendable {
     @discardableResult
     public func start(host: String = "127.0.0.1", port: Int = 0) throws -> Int {
         let service = self.service
+        // One DelayedAnswers per event loop, shared by that loop's connections.
+        let loops = NIOLockedValueBox<[ObjectIdentifier: DelayedAnswers]>([:])
+        let delayed = { (loop: EventLoop) -> DelayedAnswers in
+            loops.withLockedValue { map in
+                if let d = map[ObjectIdentifier(loop)] { return d }
+                let d = DelayedAnswers(loop: loop)
+                map[ObjectIdentifier(loop)] = d
+                return d
+            }
+        }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(SimHTTPCodec(service: service))
+                    try channel.pipeline.syncOperations.addHandler(SimHTTPCodec(service: service, delayed: delayed(channel.eventLoop)))
                 }
             }
         let channel = try bootstrap.bind(host: host, port: port).wait()
