@@ -122,6 +122,7 @@ public final class Engine: @unchecked Sendable {
     private var finishedSinceTick: [Int64: Int] = [:]
     private var jobRates: [Int64: Double] = [:]
     private var lastSecond = 0.0
+    private var lastRenewal = 0.0
     private var timer: DispatchSourceTimer?
 
     public init(store: TaskQueue, client: S3Client, configuration: EngineConfiguration, logger: Logger) {
@@ -454,10 +455,14 @@ public final class Engine: @unchecked Sendable {
         let rates = jobRates
         let owner = configuration.owner
         let leaseUntil = now + configuration.leaseSeconds
+        // Leases are renewed a quarter of the way through their term, not every second: a renewal rewrites every
+        // held task's row, and once a second that was a thousand row writes a second for nothing.
+        let renew = now - lastRenewal >= configuration.leaseSeconds / 4
+        if renew { lastRenewal = now }
         storeQueue.async { [self] in
             do {
                 try store.reportRates(rates, now: Self.now())
-                try store.renewLeases(owner: owner, until: leaseUntil)
+                if renew { try store.renewLeases(owner: owner, until: leaseUntil) }
                 _ = try store.expireLeases(now: Self.now())
                 for job in try store.completeFinishedJobs(now: Self.now()) { logger.notice("job \(job.spec.name) complete") }
                 let refreshed = try store.jobs()

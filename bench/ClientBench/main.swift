@@ -4,12 +4,14 @@ import S3
 
 // Client benchmark (issue 3): the client's own UpdateObjectEncryption requests/s and CPU µs per request against a
 // running s3sim. Prints figures; asserts nothing. Usage:
-//   client-bench ENDPOINT MANIFEST.csv REQUESTS CONCURRENCY
+//   client-bench ENDPOINT MANIFEST.csv REQUESTS CONCURRENCY [DRIVERS]
+// DRIVERS: transport driver threads (default 1: the bench pins the client to one core).
 // The manifest gives the objects (cycled through; repeated updates are idempotent).
 
 let args = CommandLine.arguments
-guard args.count == 5, let total = Int(args[3]), let concurrency = Int(args[4]) else {
-    FileHandle.standardError.write(Data("usage: client-bench ENDPOINT MANIFEST.csv REQUESTS CONCURRENCY\n".utf8))
+guard args.count == 5 || args.count == 6, let total = Int(args[3]), let concurrency = Int(args[4]),
+      let drivers = args.count == 6 ? Int(args[5]) : 1 else {
+    FileHandle.standardError.write(Data("usage: client-bench ENDPOINT MANIFEST.csv REQUESTS CONCURRENCY [DRIVERS]\n".utf8))
     exit(2)
 }
 let arn = "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -23,6 +25,7 @@ let requests = objects.map { S3Request.updateObjectEncryption(ObjectRef(bucket: 
 
 var transport = TransportConfiguration()
 transport.maxHostConnections = concurrency
+transport.drivers = drivers
 let client = try S3Client(configuration: S3ClientConfiguration(endpoint: try S3Endpoint(url: args[1]), region: "us-east-1",
                                                                 transport: transport),
                           credentials: StaticCredentialProvider(AWSCredentials(accessKeyID: "AKIDSIMULATOR",

@@ -31,7 +31,10 @@ public struct S3ClientConfiguration: Sendable {
 /// Sources: botocore utils.py S3RegionRedirectorv2; botocore endpoint.py (clock skew).
 public final class S3Client: @unchecked Sendable {
     public let configuration: S3ClientConfiguration
-    public let transport: CurlTransport
+    /// The first transport (the STS client and tests use one); requests go round the whole set.
+    public var transport: CurlTransport { transports[0] }
+    private let transports: [CurlTransport]
+    private var nextTransport = 0
     private let credentials: CredentialProvider
     private let requestSigner: S3RequestSigner
     // Mutable state under `lock`: region cache, clock offset, one signer per region (its key cache is per day).
@@ -49,10 +52,13 @@ public final class S3Client: @unchecked Sendable {
         self.credentials = credentials
         self.clock = clock
         requestSigner = S3RequestSigner(endpoint: configuration.endpoint, userAgent: configuration.userAgent)
-        transport = try CurlTransport(configuration: configuration.transport)
+        let drivers = max(1, configuration.transport.drivers)
+        var each = configuration.transport
+        each.maxHostConnections = max(1, (configuration.transport.maxHostConnections + drivers - 1) / drivers)
+        transports = try (0..<drivers).map { _ in try CurlTransport(configuration: each) }
     }
 
-    public func shutdown() { transport.shutdown() }
+    public func shutdown() { for t in transports { t.shutdown() } }
 
     /// The region a bucket is known to be in (learnt from S3), if any.
     public func knownRegion(of bucket: String) -> String? { lock.withLock { bucketRegions[bucket] } }
@@ -91,12 +97,14 @@ public final class S3Client: @unchecked Sendable {
     private func send(_ request: S3Request, object: ObjectRef?, attempt: Int, downloadTo fd: Int32?,
                       completion: @escaping @Sendable (S3Result) -> Void) {
         let now = clock()
-        let (region, date) = lock.withLock { () -> (String, SigV4Date) in
+        let (region, date, transport) = lock.withLock { () -> (String, SigV4Date, CurlTransport) in
+            nextTransport = (nextTransport + 1) % transports.count
+            let transport = transports[nextTransport]
             let second = Int((now.timeIntervalSince1970 + clockOffset).rounded(.down))
-            if let last = lastDate, last.second == second { return (bucketRegions[request.bucket] ?? configuration.region, last.date) }
+            if let last = lastDate, last.second == second { return (bucketRegions[request.bucket] ?? configuration.region, last.date, transport) }
             let date = SigV4Date(secondsSince1970: second)
             lastDate = (second, date)
-            return (bucketRegions[request.bucket] ?? configuration.region, date)
+            return (bucketRegions[request.bucket] ?? configuration.region, date, transport)
         }
         let creds: AWSCredentials
         do {

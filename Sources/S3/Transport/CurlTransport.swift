@@ -83,6 +83,10 @@ public struct TransportConfiguration: Sendable {
     public var maxHostConnections = 512
     /// A PEM bundle to trust for https instead of the system store (`AWS_CA_BUNDLE`). Default none.
     public var caBundle: String?
+    /// Driver threads, each with its own multi handle and connections; requests are spread over them. Default 2:
+    /// libcurl's own work per request is the largest share of the client's, and one thread of it capped the rate a
+    /// two-core machine reaches. `maxHostConnections` is the total across them.
+    public var drivers = 2
 
     public init() {}
 }
