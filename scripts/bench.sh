@@ -100,6 +100,10 @@ start_sim "$OUT/sim-client" taskset -c 1 $SIM --population 2000 --manifest-dir "
 echo -n "zero latency, 64 in flight (client on CPU 0, simulator on CPU 1): "
 taskset -c 0 $CLIENT_BENCH "http://127.0.0.1:$SIM_PORT" "$OUT/sim-client/manifest.csv" 300000 64 | head -1
 stop_sim
+start_sim "$OUT/sim-client-shared" $SIM --population 2000 --manifest-dir "$OUT/sim-client-shared"
+echo -n "zero latency, 64 in flight (client and simulator placed by the scheduler, target >= 30000/s): "
+$CLIENT_BENCH "http://127.0.0.1:$SIM_PORT" "$OUT/sim-client-shared/manifest.csv" 300000 64 | head -1
+stop_sim
 start_sim "$OUT/sim-client50" $SIM --population 2000 --manifest-dir "$OUT/sim-client50" --latency-ms 50
 echo -n "50 ms latency, 512 in flight (bound 10240/s, target >= 9216/s): "
 $CLIENT_BENCH "http://127.0.0.1:$SIM_PORT" "$OUT/sim-client50/manifest.csv" 150000 512 | head -1
@@ -117,11 +121,13 @@ run_engine() {  # name, sim flags...; leaves the store in $OUT/$name/store.sqlit
         "$OUT/$name/manifest.csv" > /dev/null
 }
 
-# (a) zero latency
+# (a) zero latency. The per-bucket ceiling (3,500/s by default: S3's documented PUT rate per prefix) is lifted to
+# 20,000/s as in (c): the simulator has no per-prefix limit, and with its four buckets the default would cap the
+# run at 14,000/s, measuring the setting rather than the engine.
 run_engine engine-a
 start=$(date +%s.%N)
-env $(sim_env "$SIM_PORT") /usr/bin/time -f "%e %U %S %M" -o "$OUT/engine-a/time" $BIN run --db "$OUT/engine-a/store.sqlite3" \
-    --until-idle --concurrency 256
+env $(sim_env "$SIM_PORT") REENCRYPTD_ENGINE_MAX_RPS_PER_BUCKET=20000 /usr/bin/time -f "%e %U %S %M" -o "$OUT/engine-a/time" \
+    $BIN run --db "$OUT/engine-a/store.sqlite3" --until-idle --concurrency 256
 read -r el us sy kb < "$OUT/engine-a/time"
 awk -v n=$OBJECTS -v el=$el -v us=$us -v sy=$sy -v kb=$kb 'BEGIN {
     printf "(a) zero latency: %d objects in %.1f s = %.0f objects/s, daemon CPU %.1f us/object, peak RSS %.0f MB (targets >= 20000/s; RSS < 200 MB)\n",
