@@ -113,7 +113,9 @@ public final class CurlTransport: @unchecked Sendable {
     private var activeCount = 0
     private let stopped = DispatchSemaphore(value: 0)
     // Driver-thread state.
-    private var idleHandles: [UnsafeMutableRawPointer] = []
+    /// Easy handles between transfers, with the method they are set up for ("" after a reset): options are sticky, so
+    /// a handle that served the same kind of request only needs the per-request ones.
+    private var idleHandles: [(easy: UnsafeMutableRawPointer, method: String)] = []
     private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
     private var watched: Set<Int32> = []
     /// When libcurl wants `socket_action(CURL_SOCKET_TIMEOUT)`, in monotonic seconds; nil for never.
@@ -165,7 +167,7 @@ public final class CurlTransport: @unchecked Sendable {
     }
 
     deinit {
-        for h in idleHandles { curl_easy_cleanup(h) }
+        for h in idleHandles { curl_easy_cleanup(h.easy) }
         curl_multi_cleanup(multi)
         close(epoll)
         close(wakeFD)
@@ -216,11 +218,17 @@ public final class CurlTransport: @unchecked Sendable {
                 return
             }
             for t in batch {
-                guard let easy = idleHandles.popLast() ?? curl_easy_init() else {
+                let idle = idleHandles.popLast()
+                guard let easy = idle?.easy ?? curl_easy_init() else {
                     finish(t, .failure(code: Int32(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_easy_init failed"))
                     continue
                 }
-                configure(easy, t)
+                if idle?.method == t.request.method {
+                    configurePerRequest(easy, t)
+                } else {
+                    if idle?.method.isEmpty == false { curl_easy_reset(easy) }
+                    configure(easy, t)
+                }
                 transfers[easy] = t
                 curl_multi_add_handle(multi, easy)  // sets a 0 ms timer: the next pass starts it
             }
@@ -278,8 +286,13 @@ public final class CurlTransport: @unchecked Sendable {
                 let detail = t.errorMessage()
                 outcome = .failure(code: Int32(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
             }
-            curl_easy_reset(easy)
-            if idleHandles.count < 4096 { idleHandles.append(easy) } else { curl_easy_cleanup(easy) }
+            // After a failure the handle starts afresh; after a success it keeps its options for the next request.
+            var method = t.request.method
+            if result != CURLE_OK {
+                curl_easy_reset(easy)
+                method = ""
+            }
+            if idleHandles.count < 4096 { idleHandles.append((easy, method)) } else { curl_easy_cleanup(easy) }
             finish(t, outcome)
         }
     }
@@ -318,7 +331,6 @@ public final class CurlTransport: @unchecked Sendable {
 
     private func configure(_ easy: UnsafeMutableRawPointer, _ t: Transfer) {
         let request = t.request
-        _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_URL, t.url)
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         // S3 keys like `./x/../y` are distinct objects: libcurl must not squash dot segments.
         // https://curl.se/libcurl/c/CURLOPT_PATH_AS_IS.html
@@ -332,11 +344,21 @@ public final class CurlTransport: @unchecked Sendable {
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 1)
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 2)
         if let ca = t.caBundle { ca.withUnsafeBufferPointer { _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CAINFO, $0.baseAddress) } }
-        t.errorBuffer.withUnsafeMutableBufferPointer { _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_ERRORBUFFER, $0.baseAddress) }
         switch request.method {
         case "HEAD": _ = reencryptd_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
         case "GET": _ = reencryptd_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
-        default:
+        default: break
+        }
+        _ = reencryptd_easy_setopt_write(easy, curlWrite)
+        _ = reencryptd_easy_setopt_header(easy, curlHeader)
+        configurePerRequest(easy, t)
+    }
+
+    /// The options that point into this transfer's memory, set for every request.
+    private func configurePerRequest(_ easy: UnsafeMutableRawPointer, _ t: Transfer) {
+        _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_URL, t.url)
+        t.errorBuffer.withUnsafeMutableBufferPointer { _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_ERRORBUFFER, $0.baseAddress) }
+        if t.request.method != "HEAD" && t.request.method != "GET" {
             _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CUSTOMREQUEST, t.method)
             // The body is known and small: POSTFIELDS sends it with a Content-Length and no Expect: 100-continue.
             _ = reencryptd_easy_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(t.body.count))
@@ -344,9 +366,7 @@ public final class CurlTransport: @unchecked Sendable {
         }
         _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_HTTPHEADER, UnsafeRawPointer(t.headerList))
         let context = Unmanaged.passUnretained(t).toOpaque()
-        _ = reencryptd_easy_setopt_write(easy, curlWrite)
         _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context)
-        _ = reencryptd_easy_setopt_header(easy, curlHeader)
         _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_HEADERDATA, context)
     }
 }
