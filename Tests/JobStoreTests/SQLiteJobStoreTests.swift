@@ -132,6 +132,30 @@ final class SQLiteJobStoreTests: XCTestCase {
         XCTAssertEqual(try reopened.summaries(now: 2).first?.total, 1)
     }
 
+    /// A store written by schema 2 (claims through `tasks_runnable`) is brought to schema 3 on open, its tasks intact and
+    /// claimable through the new per-bucket index.
+    func testASchemaTwoStoreIsMigratedAndItsTasksStillClaim() throws {
+        _ = try store.submit(JobSpec(name: "j", kmsKeyARN: arn), now: 1) { sink in
+            for i in 0..<10 { _ = try sink.add(ObjectRef(bucket: "b-\(i % 2)", key: "k\(i)"), skippedAs: nil) }
+        }
+        store = nil
+        var db: OpaquePointer?
+        XCTAssertEqual(sqlite3_open(path, &db), SQLITE_OK)
+        XCTAssertEqual(sqlite3_exec(db, """
+            DROP INDEX tasks_pending; CREATE INDEX tasks_runnable ON tasks(job_id, state, next_attempt_at); PRAGMA user_version = 2;
+            """, nil, nil, nil), SQLITE_OK)
+        sqlite3_close(db)
+        store = try SQLiteJobStore(path: path)
+        XCTAssertEqual(try store.claim(owner: "w", limit: 100, now: 2, leaseSeconds: 60).count, 10)
+        XCTAssertEqual(sqlite3_open(path, &db), SQLITE_OK)
+        defer { sqlite3_close(db) }
+        var stmt: OpaquePointer?
+        sqlite3_prepare_v2(db, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'tasks_%' ORDER BY name)", -1, &stmt, nil)
+        XCTAssertEqual(sqlite3_step(stmt), SQLITE_ROW)
+        XCTAssertEqual(String(cString: sqlite3_column_text(stmt, 0)), "tasks_leases,tasks_object,tasks_pending")
+        sqlite3_finalize(stmt)
+    }
+
     func testDatabaseFromANewerVersionIsRefused() throws {
         store = nil
         var db: OpaquePointer?
