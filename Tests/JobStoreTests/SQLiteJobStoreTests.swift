@@ -147,13 +147,21 @@ final class SQLiteJobStoreTests: XCTestCase {
         sqlite3_close(db)
         store = try SQLiteJobStore(path: path)
         XCTAssertEqual(try store.claim(owner: "w", limit: 100, now: 2, leaseSeconds: 60).count, 10)
-        XCTAssertEqual(sqlite3_open(path, &db), SQLITE_OK)
+        XCTAssertEqual(text(of: """
+            SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'tasks_%' ORDER BY name)
+            """), "tasks_leases,tasks_object,tasks_pending")
+    }
+
+    /// The first column of the first row of `sql`, read through a separate connection.
+    func text(of sql: String) -> String? {
+        var db: OpaquePointer?
+        guard sqlite3_open(path, &db) == SQLITE_OK else { return nil }
         defer { sqlite3_close(db) }
         var stmt: OpaquePointer?
-        sqlite3_prepare_v2(db, "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'tasks_%' ORDER BY name)", -1, &stmt, nil)
-        XCTAssertEqual(sqlite3_step(stmt), SQLITE_ROW)
-        XCTAssertEqual(String(cString: sqlite3_column_text(stmt, 0)), "tasks_leases,tasks_object,tasks_pending")
-        sqlite3_finalize(stmt)
+        guard sqlite3_prepare_v2(db, sql, -1, &stmt, nil) == SQLITE_OK else { return nil }
+        defer { sqlite3_finalize(stmt) }
+        guard sqlite3_step(stmt) == SQLITE_ROW, let t = sqlite3_column_text(stmt, 0) else { return nil }
+        return String(cString: t)
     }
 
     func testDatabaseFromANewerVersionIsRefused() throws {
@@ -168,14 +176,7 @@ final class SQLiteJobStoreTests: XCTestCase {
     }
 
     func testDatabaseIsInWALMode() throws {
-        var db: OpaquePointer?
-        XCTAssertEqual(sqlite3_open(path, &db), SQLITE_OK)
-        defer { sqlite3_close(db) }
-        var stmt: OpaquePointer?
-        sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nil)
-        XCTAssertEqual(sqlite3_step(stmt), SQLITE_ROW)
-        XCTAssertEqual(String(cString: sqlite3_column_text(stmt, 0)), "wal")
-        sqlite3_finalize(stmt)
+        XCTAssertEqual(text(of: "PRAGMA journal_mode"), "wal")
     }
 
     func testUnopenablePathNamesThePath() {
