@@ -203,12 +203,6 @@ public final class SigV4Signer: @unchecked Sendable {
         return true
     }
 
-    static func canonicalQuery(_ query: [(name: String, value: String)]) -> String {
-        var out: [UInt8] = []
-        appendCanonicalQuery(query, to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
     /// Encoded names and values, sorted by encoded name then value (bytes), `&`-joined. One parameter (the common
     /// `?encryption`) goes straight into `out`.
     static func appendCanonicalQuery(_ query: [(name: String, value: String)], to out: inout [UInt8]) {

@@ -527,16 +527,6 @@ private let curlTimerCallback: reencryptd_timer_cb = { _, timeoutMs, userp in
 }
 
 public enum ASCII {
-    /// Whether `a` starts with `lowercasedPrefix` ignoring ASCII case.
-    public static func hasLowercasePrefix(_ a: String, _ lowercasedPrefix: String) -> Bool {
-        var a = a.utf8.makeIterator()
-        for y in lowercasedPrefix.utf8 {
-            guard let x = a.next() else { return false }
-            if ((x >= 0x41 && x <= 0x5A) ? x | 0x20 : x) != y { return false }
-        }
-        return true
-    }
-
     /// Whether `a` equals `lowercased` ignoring ASCII case; `lowercased` must be lowercase already.
     @inline(__always)
     public static func equalsLowercased(_ a: String, _ lowercased: String) -> Bool {
