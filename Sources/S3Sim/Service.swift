@@ -228,7 +228,7 @@ public final class SimService: @unchecked Sendable {
         guard let credential = lock.withLock({ credentials[accessKeyID] }) else {
             return deny(403, "InvalidAccessKeyId", Messages.unknownAccessKey, extra: [("AWSAccessKeyId", accessKeyID)])
         }
-        guard let amzDate = request.headerBytes("x-amz-date"), let seconds = amzDateSeconds(amzDate) else {
+        guard let amzDate = request.headerBytes("x-amz-date"), let seconds = SigV4Date.secondsSince1970(amzDate: amzDate) else {
             return deny(403, "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
         }
         let serverNow = now

@@ -179,33 +179,3 @@ enum CanonicalRequest {
         return out
     }
 }
-
-/// `YYYYMMDD'T'HHMMSS'Z'` to seconds since 1970; nil when malformed.
-func amzDateSeconds(_ b: ArraySlice<UInt8>) -> Int? {
-    guard b.count == 16 else { return nil }
-    let s = b.startIndex
-    guard b[s + 8] == 0x54, b[s + 15] == 0x5A else { return nil }  // 'T', 'Z'
-    var ok = true
-    func digits(_ from: Int, _ count: Int) -> Int {
-        var v = 0
-        for i in from..<(from + count) {
-            let c = b[s + i]
-            if c < 0x30 || c > 0x39 { ok = false }
-            v = v * 10 + Int(c &- 0x30)
-        }
-        return v
-    }
-    let year = digits(0, 4), month = digits(4, 2), day = digits(6, 2)
-    let hour = digits(9, 2), minute = digits(11, 2), second = digits(13, 2)
-    guard ok else { return nil }
-    guard (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
-    // Days from the civil date (Howard Hinnant's algorithm), so no libc time zone state is involved.
-    let y = month <= 2 ? year - 1 : year
-    let era = (y >= 0 ? y : y - 399) / 400
-    let yoe = y - era * 400
-    let mp = (month + 9) % 12
-    let doy = (153 * mp + 2) / 5 + day - 1
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-    let days = era * 146_097 + doe - 719_468
-    return days * 86_400 + hour * 3_600 + minute * 60 + second
-}

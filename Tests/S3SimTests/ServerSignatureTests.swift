@@ -83,10 +83,10 @@ final class ServerSignatureTests: XCTestCase {
     func testAmzDateParsesAsTheCalendarDoesAndRefusesMalformedDates() {
         for seconds in [0, 951_782_400, 1_709_164_800, 1_764_000_000, 1_798_761_599, 4_102_444_800] {
             let text = SigV4Date(secondsSince1970: seconds).amzDate
-            XCTAssertEqual(amzDateSeconds(Array(text.utf8)[...]), seconds, text)
+            XCTAssertEqual(SigV4Date.secondsSince1970(amzDate: Array(text.utf8)[...]), seconds, text)
         }
         for bad in ["20261129T151652", "20261129X151652Z", "2026112aT151652Z", "20261329T151652Z", "20261129T251652Z"] {
-            XCTAssertNil(amzDateSeconds(Array(bad.utf8)[...]), bad)
+            XCTAssertNil(SigV4Date.secondsSince1970(amzDate: Array(bad.utf8)[...]), bad)
         }
     }
 

@@ -22,25 +22,42 @@ public struct SigV4Date: Sendable, Equatable {
 
     /// Parses an `x-amz-date` value; nil when malformed.
     public init?(amzDate: String) {
-        let b = Array(amzDate.utf8)
-        guard b.count == 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z"),
-              b[0..<8].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), b[9..<15].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        guard Self.secondsSince1970(amzDate: Array(amzDate.utf8)[...]) != nil else { return nil }
         self.amzDate = amzDate
         day = String(amzDate.prefix(8))
     }
 
     /// Seconds since 1970 (for the server's clock-skew window).
-    public var secondsSince1970: Int? {
-        let b = Array(amzDate.utf8).map { Int($0) - 48 }
-        var parts = tm()
-        parts.tm_year = Int32(b[0] * 1000 + b[1] * 100 + b[2] * 10 + b[3] - 1900)
-        parts.tm_mon = Int32(b[4] * 10 + b[5] - 1)
-        parts.tm_mday = Int32(b[6] * 10 + b[7])
-        parts.tm_hour = Int32(b[9] * 10 + b[10])
-        parts.tm_min = Int32(b[11] * 10 + b[12])
-        parts.tm_sec = Int32(b[13] * 10 + b[14])
-        let t = timegm(&parts)
-        return t == -1 ? nil : Int(t)
+    public var secondsSince1970: Int? { Self.secondsSince1970(amzDate: Array(amzDate.utf8)[...]) }
+
+    /// `YYYYMMDD'T'HHMMSS'Z'` as bytes (how a server receives it) to seconds since 1970; nil when malformed.
+    public static func secondsSince1970(amzDate b: ArraySlice<UInt8>) -> Int? {
+        guard b.count == 16 else { return nil }
+        let s = b.startIndex
+        guard b[s + 8] == 0x54, b[s + 15] == 0x5A else { return nil }  // 'T', 'Z'
+        var ok = true
+        func digits(_ from: Int, _ count: Int) -> Int {
+            var v = 0
+            for i in from..<(from + count) {
+                let c = b[s + i]
+                if c < 0x30 || c > 0x39 { ok = false }
+                v = v * 10 + Int(c &- 0x30)
+            }
+            return v
+        }
+        let year = digits(0, 4), month = digits(4, 2), day = digits(6, 2)
+        let hour = digits(9, 2), minute = digits(11, 2), second = digits(13, 2)
+        guard ok else { return nil }
+        guard (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+        // Days from the civil date (Howard Hinnant's algorithm), so no libc time zone state is involved.
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = (month + 9) % 12
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        return days * 86_400 + hour * 3_600 + minute * 60 + second
     }
 }
 
