@@ -284,7 +284,7 @@ public final class SimService: @unchecked Sendable {
             return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch)
         }
         let scope = bytes(auth.day.lowerBound..<auth.credential.upperBound)  // day/region/s3/aws4_request
-        let stringToSign = CanonicalRequest.stringToSign(canonical: canonical, amzDate: amzDate, scope: scope)
+        let stringToSign = SigV4Signer.stringToSign(canonicalRequest: canonical, amzDate: amzDate, scope: scope)
         let key = signingKey(credential, request: request, auth: auth)
         let signature = Crypto.hmacSHA256(key: key, stringToSign)
         guard HexDigit.matches(bytes(auth.signature), signature) else {

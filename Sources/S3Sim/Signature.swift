@@ -1,4 +1,3 @@
-import Domain
 import Foundation
 import S3
 
@@ -164,18 +163,5 @@ enum CanonicalRequest {
                 out.append(b)
             }
         }
-    }
-
-    /// `AWS4-HMAC-SHA256\n<amz-date>\n<scope>\n<hex sha256 of the canonical request>`.
-    static func stringToSign(canonical: [UInt8], amzDate: ArraySlice<UInt8>, scope: ArraySlice<UInt8>) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(160)
-        out += "AWS4-HMAC-SHA256\n".utf8
-        out += amzDate
-        out.append(0x0A)
-        out += scope
-        out.append(0x0A)
-        HexDigit.append(Crypto.sha256(canonical), to: &out)
-        return out
     }
 }

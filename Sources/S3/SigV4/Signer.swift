@@ -290,14 +290,7 @@ public final class SigV4Signer: @unchecked Sendable {
     public func sign(_ request: SigV4Request, credentials: AWSCredentials, date: SigV4Date) -> Signed {
         let (canonical, signedHeaders) = canonicalRequestBytes(request)
         let (key, scope) = signingKey(credentials: credentials, day: date.day)
-        var stringToSign: [UInt8] = []
-        stringToSign.reserveCapacity(160)
-        stringToSign += "AWS4-HMAC-SHA256\n".utf8
-        stringToSign += date.amzDate.utf8
-        stringToSign.append(0x0A)
-        stringToSign += scope.utf8
-        stringToSign.append(0x0A)
-        HexDigit.append(Crypto.sha256(canonical), to: &stringToSign)
+        let stringToSign = Self.stringToSign(canonicalRequest: canonical, amzDate: date.amzDate.utf8, scope: scope.utf8)
         var signature: [UInt8] = []
         signature.reserveCapacity(64)
         HexDigit.append(Crypto.hmacSHA256(key: key, stringToSign), to: &signature)
@@ -315,6 +308,22 @@ public final class SigV4Signer: @unchecked Sendable {
                       signature: String(decoding: signature, as: UTF8.self),
                       signedHeaders: String(decoding: signedHeaders, as: UTF8.self),
                       authorization: String(decoding: authorization, as: UTF8.self))
+    }
+
+    /// `AWS4-HMAC-SHA256\n<amz-date>\n<scope>\n<hex SHA-256 of the canonical request>`, for the client signing and
+    /// for the simulator checking (which passes the bytes it received). Inlinable so each side gets it specialised to
+    /// its byte collections: unspecialised across modules it would walk them through witness tables.
+    @inlinable
+    public static func stringToSign(canonicalRequest: [UInt8], amzDate: some Collection<UInt8>, scope: some Collection<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(160)
+        out += "AWS4-HMAC-SHA256\n".utf8
+        out += amzDate
+        out.append(0x0A)
+        out += scope
+        out.append(0x0A)
+        HexDigit.append(Crypto.sha256(canonicalRequest), to: &out)
+        return out
     }
 
     /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, day), region), service), "aws4_request").
