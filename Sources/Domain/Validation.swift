@@ -164,3 +164,22 @@ public enum HexDigit {
         }
     }
 }
+
+/// Bytes within bytes: a first-byte scan, then memcmp. For request bodies and XML answers, where Foundation's String
+/// search would go through CFString on Linux.
+public enum ByteSearch {
+    /// Where `needle` first starts in `haystack` at or after `start`; nil when absent or when `needle` is empty.
+    public static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int = 0) -> Int? {
+        guard !needle.isEmpty, start >= 0, haystack.count - start >= needle.count else { return nil }
+        return haystack.withUnsafeBufferPointer { h in
+            needle.withUnsafeBufferPointer { n in
+                var i = start
+                while i <= h.count - n.count {
+                    if h[i] == n[0] && memcmp(h.baseAddress! + i, n.baseAddress!, n.count) == 0 { return i }
+                    i += 1
+                }
+                return nil
+            }
+        }
+    }
+}

@@ -1,70 +1,41 @@
+import Domain
 import Foundation
 /// A minimal scanner for S3's flat XML documents (errors, list pages). Hand-written: S3's responses are simple,
 /// and FoundationXML would pull libxml2 into the hot path for error bodies.
 enum XMLScan {
-    /// The text of the first `<tag>…</tag>` in `xml`, entities decoded; nil when absent.
-    static func first(_ tag: String, in xml: Substring) -> String? {
-        let u = xml.utf8
-        guard let open = find("<\(tag)>", in: u, from: u.startIndex) else {
-            if find("<\(tag)/>", in: u, from: u.startIndex) != nil { return "" }
-            return nil
-        }
-        guard let close = find("</\(tag)>", in: u, from: open.upperBound) else { return nil }
-        return unescape(xml[open.upperBound..<close.lowerBound])
-    }
-
-    static func first(_ tag: String, in xml: String) -> String? { first(tag, in: xml[...]) }
-
-    /// The same over raw bytes (an error answer's body, read before any String is made of it).
+    /// The text of the first `<tag>…</tag>` in `xml`, entities decoded; "" for `<tag/>`; nil when absent.
+    /// Searched as bytes: Foundation's `range(of:)` goes through CFString on Linux, which was most of the cost of
+    /// reading an error answer.
     static func first(_ tag: String, in xml: [UInt8]) -> String? {
-        xml.withUnsafeBufferPointer { p -> String? in
-            let open = Array("<\(tag)>".utf8)
-            guard let a = find(open, in: p, from: 0) else { return find(Array("<\(tag)/>".utf8), in: p, from: 0) != nil ? "" : nil }
-            let start = a + open.count
-            guard let b = find(Array("</\(tag)>".utf8), in: p, from: start) else { return nil }
-            return unescape(Substring(String(decoding: UnsafeBufferPointer(rebasing: p[start..<b]), as: UTF8.self)))
+        guard let inner = firstElement(tag, in: xml, from: 0) else {
+            return ByteSearch.find(Array("<\(tag)/>".utf8), in: xml) != nil ? "" : nil
         }
+        return unescape(Substring(String(decoding: xml[inner], as: UTF8.self)))
     }
 
-    private static func find(_ n: [UInt8], in p: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
-        guard !n.isEmpty, p.count - start >= n.count else { return nil }
-        var i = start
-        while i <= p.count - n.count {
-            if p[i] == n[0] && memcmp(p.baseAddress! + i, n, n.count) == 0 { return i }
-            i += 1
-        }
-        return nil
-    }
+    static func first(_ tag: String, in xml: Substring) -> String? { first(tag, in: Array(xml.utf8)) }
+
+    static func first(_ tag: String, in xml: String) -> String? { first(tag, in: Array(xml.utf8)) }
 
     /// Every `<tag>…</tag>` element's inner text, in order (e.g. each `<Contents>` of a list page).
     static func all(_ tag: String, in xml: String) -> [Substring] {
-        var result: [Substring] = []
+        let bytes = Array(xml.utf8)
         let u = xml.utf8
-        var from = u.startIndex
-        while let open = find("<\(tag)>", in: u[...], from: from), let close = find("</\(tag)>", in: u[...], from: open.upperBound) {
-            result.append(xml[open.upperBound..<close.lowerBound])
-            from = close.upperBound
+        var result: [Substring] = []
+        var from = 0
+        while let inner = firstElement(tag, in: bytes, from: from) {
+            result.append(Substring(u[u.index(u.startIndex, offsetBy: inner.lowerBound)..<u.index(u.startIndex, offsetBy: inner.upperBound)]))
+            from = inner.upperBound
         }
         return result
     }
 
-    /// Byte search over UTF-8 (Foundation's `range(of:)` goes through CFString on Linux: it was most of the cost of
-    /// reading an error answer). Tags are ASCII, so the indices found are valid String indices.
-    private static func find(_ needle: String, in u: Substring.UTF8View, from start: String.Index) -> Range<String.Index>? {
-        let n = Array(needle.utf8)
-        guard let first = n.first else { return nil }
-        var i = start
-        while let hit = u[i...].firstIndex(of: first) {
-            var j = hit
-            var k = 0
-            while k < n.count, j < u.endIndex, u[j] == n[k] {
-                u.formIndex(after: &j)
-                k += 1
-            }
-            if k == n.count { return hit..<j }
-            i = u.index(after: hit)
-        }
-        return nil
+    /// Byte offsets of the inner text of the first `<tag>…</tag>` starting at or after `from`.
+    private static func firstElement(_ tag: String, in xml: [UInt8], from: Int) -> Range<Int>? {
+        let open = Array("<\(tag)>".utf8)
+        guard let a = ByteSearch.find(open, in: xml, from: from),
+              let b = ByteSearch.find(Array("</\(tag)>".utf8), in: xml, from: a + open.count) else { return nil }
+        return (a + open.count)..<b
     }
 
     static func unescape(_ s: Substring) -> String {
