@@ -45,7 +45,20 @@ public struct KMSKeyARN: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The 12-digit account that owns the key.
-    public var account: String { String(rawValue.split(separator: ":", omittingEmptySubsequences: false)[4]) }
+    public var account: String { Self.account(ofARN: rawValue) }
+
+    /// The account field (the fifth `:`-separated one) of a string that `matchesPattern`; "" when there is none.
+    /// Scanned, not split: the simulator reads it for every UpdateObjectEncryption.
+    public static func account(ofARN arn: String) -> String {
+        var colons = 0
+        var start = arn.utf8.startIndex
+        for i in arn.utf8.indices where arn.utf8[i] == 0x3A {
+            colons += 1
+            if colons == 4 { start = arn.utf8.index(after: i) }
+            if colons == 5 { return String(arn[start..<i]) }
+        }
+        return ""
+    }
     /// The key's region.
     public var region: String { String(rawValue.split(separator: ":", omittingEmptySubsequences: false)[3]) }
 }

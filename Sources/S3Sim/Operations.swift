@@ -33,7 +33,7 @@ extension SimService {
         let versionParam = target.param("versionId")
         if let v = versionParam, v.isEmpty || v.contains(" ") { return fail(400, "InvalidArgument", Messages.invalidVersion) }
         let expectedOwner = request.header("x-amz-expected-bucket-owner")
-        let keyAccount = arnAccount(arn)
+        let keyAccount = KMSKeyARN.account(ofARN: arn)
         let now = self.now
 
         /// The stored versions, changed in place (`inout` through the dictionaries' subscripts: one lookup each and
@@ -120,18 +120,6 @@ extension SimService {
             return ("InvalidRequest", "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or x-amz-trailer headers were found.")
         }
         return found ? nil : ("InvalidRequest", Messages.missingChecksum)
-    }
-
-    /// The account field of a key ARN (the fifth `:`-separated field; `matchesPattern` guarantees it is there).
-    func arnAccount(_ arn: String) -> String {
-        var colons = 0
-        var start = arn.utf8.startIndex
-        for i in arn.utf8.indices where arn.utf8[i] == 0x3A {
-            colons += 1
-            if colons == 4 { start = arn.utf8.index(after: i) }
-            if colons == 5 { return String(arn[start..<i]) }
-        }
-        return ""
     }
 
     func putObject(_ request: SimRequest, _ target: Target, requestID: String) -> SimResponse {

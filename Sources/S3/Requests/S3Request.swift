@@ -146,7 +146,7 @@ public struct S3RequestSigner: Sendable {
         signed.append(("x-amz-date", date.amzDate))
         if let token = credentials.sessionToken { signed.append(("x-amz-security-token", token)) }
         // Sorted here (stable, small) so the signer can take the list as it is.
-        if !SigV4Signer.isSorted(signed) { signed = signed.enumerated().sorted { ($0.element.name, $0.offset) < ($1.element.name, $1.offset) }.map(\.element) }
+        signed = SigV4Signer.sortedByName(signed)
         let signature = signer.sign(SigV4Request(method: request.method, canonicalURI: canonicalURI, query: request.query,
                                                  headers: signed, payloadHash: payloadHash),
                                     credentials: credentials, date: date)

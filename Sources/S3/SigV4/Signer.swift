@@ -194,12 +194,7 @@ public final class SigV4Signer: @unchecked Sendable {
             for (name, value) in r.headers {
                 headers.append((Self.isLowercase(name) ? name : name.lowercased(), Self.canonicalValue(value)))
             }
-            // Stable sort: duplicate names keep their order, as the suite requires.
-            if !Self.isSorted(headers) {
-                headers = headers.enumerated()
-                    .sorted { $0.element.name != $1.element.name ? $0.element.name < $1.element.name : $0.offset < $1.offset }
-                    .map(\.element)
-            }
+            headers = Self.sortedByName(headers)
             for (name, value) in headers { appendHeader(name, value) }
         }
         out.append(0x0A)
@@ -210,6 +205,13 @@ public final class SigV4Signer: @unchecked Sendable {
     }
 
     static func isLowercase(_ s: String) -> Bool { !s.utf8.contains { $0 >= 0x41 && $0 <= 0x5A } }
+
+    /// Sorted by name, stably (duplicate names keep their order, as the suite requires); as is when already sorted.
+    static func sortedByName(_ h: [(name: String, value: String)]) -> [(name: String, value: String)] {
+        if isSorted(h) { return h }
+        return h.enumerated().sorted { $0.element.name != $1.element.name ? $0.element.name < $1.element.name : $0.offset < $1.offset }
+            .map(\.element)
+    }
 
     static func isSorted(_ h: [(name: String, value: String)]) -> Bool {
         var i = 1
