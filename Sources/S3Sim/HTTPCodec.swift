@@ -188,9 +188,8 @@ final class SimHTTPCodec: ChannelInboundHandler {
             var ve = line.upperBound
             while vs < ve, p[vs] == 0x20 || p[vs] == 0x09 { vs += 1 }
             while ve > vs, p[ve - 1] == 0x20 || p[ve - 1] == 0x09 { ve -= 1 }
-            let value = UnsafeRawBufferPointer(rebasing: p[vs..<ve])
-            fields.add(name: UnsafeRawBufferPointer(rebasing: p[line.lowerBound..<colon]), value: value)
-            let name = fields.bytes[Int(fields.fields.last!.nameStart)..<Int(fields.fields.last!.valueStart)]
+            let name = fields.add(name: UnsafeRawBufferPointer(rebasing: p[line.lowerBound..<colon]),
+                                  value: UnsafeRawBufferPointer(rebasing: p[vs..<ve]))
             func lowercasedValue() -> String { text(vs..<ve).lowercased() }
             switch name.count {
             case 14 where name.equals("content-length"):

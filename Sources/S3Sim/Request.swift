@@ -24,7 +24,7 @@ public struct SimRequest: Sendable {
     public init(method: String, uri: String, headers: [(name: String, value: String)], body: [UInt8]) {
         var builder = FieldsBuilder(capacity: headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
         for (name, value) in headers {
-            Array(name.utf8).withUnsafeBytes { n in Array(value.utf8).withUnsafeBytes { v in builder.add(name: n, value: v) } }
+            Array(name.utf8).withUnsafeBytes { n in Array(value.utf8).withUnsafeBytes { v in _ = builder.add(name: n, value: v) } }
         }
         self.init(method: method, uri: uri, fields: builder, body: body)
     }
@@ -75,12 +75,15 @@ struct FieldsBuilder {
         fields.reserveCapacity(16)
     }
 
-    mutating func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        let nameStart = Int32(bytes.count)
+    /// Adds one field; returns its lowercased name.
+    @discardableResult
+    mutating func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> ArraySlice<UInt8> {
+        let nameStart = bytes.count
         for b in name { bytes.append(b >= 0x41 && b <= 0x5A ? b | 0x20 : b) }
-        let valueStart = Int32(bytes.count)
+        let valueStart = bytes.count
         bytes.append(contentsOf: value)
-        fields.append(.init(nameStart: nameStart, valueStart: valueStart, valueEnd: Int32(bytes.count)))
+        fields.append(.init(nameStart: Int32(nameStart), valueStart: Int32(valueStart), valueEnd: Int32(bytes.count)))
+        return bytes[nameStart..<valueStart]
     }
 }
 

@@ -27,7 +27,7 @@ public final class S3Simulator: @unchecked Sendable {
         let service = self.service
         // One DelayedAnswers per event loop, shared by that loop's connections.
         let loops = NIOLockedValueBox<[ObjectIdentifier: DelayedAnswers]>([:])
-        let delayed = { (loop: EventLoop) -> DelayedAnswers in
+        let delayed: @Sendable (EventLoop) -> DelayedAnswers = { loop in
             loops.withLockedValue { map in
                 if let d = map[ObjectIdentifier(loop)] { return d }
                 let d = DelayedAnswers(loop: loop)
