@@ -149,7 +149,7 @@ public final class SimService: @unchecked Sendable {
         var host = Substring(request.header("host") ?? "")
         if !host.hasSuffix("]"), let colon = host.utf8.lastIndex(of: 0x3A) { host = host[..<colon] }
         var target: Target
-        if !SimService.isIP(host), let dot = host.utf8.firstIndex(of: 0x2E), let region = state.bucketRegion(String(host[..<dot])) {
+        if !S3Endpoint.isIPLiteral(host), let dot = host.utf8.firstIndex(of: 0x2E), let region = state.bucketRegion(String(host[..<dot])) {
             let key = path.hasPrefix("/") ? String(path.utf8.dropFirst())! : path
             target = Target(bucket: String(host[..<dot]), key: key, query: query, region: region)
         } else {
@@ -184,27 +184,6 @@ public final class SimService: @unchecked Sendable {
         case "GET": return getObject(request, target, resource: target.resource, requestID: requestID, head: false)
         default: return error(405, "MethodNotAllowed", Messages.methodNotAllowed, resource: target.resource, requestID: requestID)
         }
-    }
-
-    /// An IPv6 literal, or four dot-separated decimal numbers below 256.
-    static func isIP(_ host: Substring) -> Bool {
-        var parts = 0, digits = 0, value = 0
-        for b in host.utf8 {
-            switch b {
-            case 0x3A: return true  // ':' only appears in an IPv6 literal once the port is gone
-            case 0x2E:
-                guard digits > 0 else { return false }
-                parts += 1
-                digits = 0
-                value = 0
-            case 0x30...0x39:
-                digits += 1
-                value = value * 10 + Int(b - 0x30)
-                if digits > 3 || value > 255 { return false }
-            default: return false
-            }
-        }
-        return parts == 3 && digits > 0
     }
 
     // MARK: SigV4, checked from the server's side

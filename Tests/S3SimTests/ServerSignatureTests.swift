@@ -91,11 +91,11 @@ final class ServerSignatureTests: XCTestCase {
     }
 
     func testIPLiteralsAreToldFromBucketHostnames() {
-        XCTAssertTrue(SimService.isIP("127.0.0.1"))
-        XCTAssertTrue(SimService.isIP("::1"))
-        XCTAssertFalse(SimService.isIP("bucket-a.localhost"))
-        XCTAssertFalse(SimService.isIP("1.2.3"))
-        XCTAssertFalse(SimService.isIP("256.1.1.1"))
-        XCTAssertFalse(SimService.isIP("my.bucket.1.2"))
+        XCTAssertTrue(S3Endpoint.isIPLiteral("127.0.0.1"))
+        XCTAssertTrue(S3Endpoint.isIPLiteral("::1"))
+        XCTAssertFalse(S3Endpoint.isIPLiteral("bucket-a.localhost"))
+        XCTAssertFalse(S3Endpoint.isIPLiteral("1.2.3"))
+        XCTAssertFalse(S3Endpoint.isIPLiteral("256.1.1.1"))
+        XCTAssertFalse(S3Endpoint.isIPLiteral("my.bucket.1.2"))
     }
 }

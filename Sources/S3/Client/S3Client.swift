@@ -101,10 +101,8 @@ public final class S3Client: @unchecked Sendable {
             nextTransport = (nextTransport + 1) % transports.count
             let transport = transports[nextTransport]
             let second = Int((now.timeIntervalSince1970 + clockOffset).rounded(.down))
-            if let last = lastDate, last.second == second { return (bucketRegions[request.bucket] ?? configuration.region, last.date, transport) }
-            let date = SigV4Date(secondsSince1970: second)
-            lastDate = (second, date)
-            return (bucketRegions[request.bucket] ?? configuration.region, date, transport)
+            if lastDate?.second != second { lastDate = (second, SigV4Date(secondsSince1970: second)) }
+            return (bucketRegions[request.bucket] ?? configuration.region, lastDate!.date, transport)
         }
         let creds: AWSCredentials
         do {

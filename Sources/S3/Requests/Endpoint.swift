@@ -64,10 +64,30 @@ public struct S3Endpoint: Sendable, Equatable {
     }
 
     static func isIPLiteralOrLocalhost(_ host: String) -> Bool {
-        if host == "localhost" || host.hasSuffix(".localhost") { return true }
-        if host.contains(":") || host.hasPrefix("[") { return true }  // IPv6
-        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
+        if host == "localhost" || host.hasSuffix(".localhost") || host.hasPrefix("[") { return true }
+        return isIPLiteral(host[...])
+    }
+
+    /// An IPv6 literal (it has a ':'; give the host without its port), or four dot-separated decimal numbers below
+    /// 256. The simulator uses it too, to tell a virtual-hosted request from one sent to an address.
+    public static func isIPLiteral(_ host: Substring) -> Bool {
+        var parts = 0, digits = 0, value = 0
+        for b in host.utf8 {
+            switch b {
+            case 0x3A: return true
+            case 0x2E:
+                guard digits > 0 else { return false }
+                parts += 1
+                digits = 0
+                value = 0
+            case 0x30...0x39:
+                digits += 1
+                value = value * 10 + Int(b - 0x30)
+                if digits > 3 || value > 255 { return false }
+            default: return false
+            }
+        }
+        return parts == 3 && digits > 0
     }
 
     func usesPathStyle(bucket: String) -> Bool {
