@@ -43,5 +43,14 @@ static inline CURLMcode reencryptd_multi_setopt_socketfunction(CURLM *m, reencry
 static inline CURLMcode reencryptd_multi_setopt_timerfunction(CURLM *m, reencryptd_timer_cb f) {
     return curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, f);
 }
+// Own socket open and close, so the transport knows which descriptors are connections (CurlTransport.watch).
+typedef curl_socket_t (*reencryptd_opensocket_cb)(void *clientp, curlsocktype purpose, struct curl_sockaddr *address);
+typedef int (*reencryptd_closesocket_cb)(void *clientp, curl_socket_t item);
+static inline CURLcode reencryptd_easy_setopt_opensocket(CURL *h, reencryptd_opensocket_cb f) {
+    return curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, f);
+}
+static inline CURLcode reencryptd_easy_setopt_closesocket(CURL *h, reencryptd_closesocket_cb f) {
+    return curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, f);
+}
 static inline CURLMcode reencryptd_multi_setopt_ptr(CURLM *m, CURLMoption o, void *p) { return curl_multi_setopt(m, o, p); }
 #endif

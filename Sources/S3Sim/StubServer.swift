@@ -12,18 +12,22 @@ public final class StubServer: @unchecked Sendable {
     private let lock = NIOLock()
     private var seen: [SimRequest] = []
     private var channel: Channel?
+    /// Closes each connection this long after each answer, unannounced: a server's idle timeout as the client meets
+    /// it. nil (the default) keeps connections open. An answer with `Connection: close` closes at once.
+    public var closeIdleConnectionsAfterMilliseconds: Int64?
 
     public init() {}
 
     /// Starts on `host:port` (default: a random loopback port); returns `http://HOST:PORT`.
     public func start(host: String = "127.0.0.1", port: Int = 0, recording: Bool = true, _ handler: @escaping Handler) throws -> String {
         let record: @Sendable (SimRequest) -> Void = { [weak self] r in if recording { self?.lock.withLock { self?.seen.append(r) } } }
+        let idleClose = closeIdleConnectionsAfterMilliseconds.map { TimeAmount.milliseconds($0) }
         let channel = try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(StubHandler(handler: handler, record: record))
+                    try channel.pipeline.syncOperations.addHandler(StubHandler(handler: handler, record: record, idleClose: idleClose))
                 }
             }
             .bind(host: host, port: port).wait()
@@ -44,12 +48,14 @@ private final class StubHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
     let handler: StubServer.Handler
     let record: @Sendable (SimRequest) -> Void
+    let idleClose: TimeAmount?
     var head: HTTPRequestHead?
     var body: [UInt8] = []
 
-    init(handler: @escaping StubServer.Handler, record: @escaping @Sendable (SimRequest) -> Void) {
+    init(handler: @escaping StubServer.Handler, record: @escaping @Sendable (SimRequest) -> Void, idleClose: TimeAmount?) {
         self.handler = handler
         self.record = record
+        self.idleClose = idleClose
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -72,6 +78,12 @@ private final class StubHandler: ChannelInboundHandler {
             buffer.writeString(answer.body)
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            if headers["connection"].contains(where: { $0.lowercased() == "close" }) {
+                context.close(promise: nil)
+            } else if let idleClose {
+                let channel = context.channel
+                channel.eventLoop.scheduleTask(in: idleClose) { channel.close(promise: nil) }
+            }
         }
     }
 }

@@ -117,9 +117,17 @@ public final class CurlTransport: @unchecked Sendable {
     /// a handle that served the same kind of request only needs the per-request ones.
     private var idleHandles: [(easy: UnsafeMutableRawPointer, method: String)] = []
     private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
-    private var watched: Set<Int32> = []
+    /// What each socket is registered for in epoll (bit 1 readable, bit 2 writable), and whether libcurl still wants
+    /// it watched. See `watch`.
+    private var registered: [Int32: (mask: Int32, parked: Bool)] = [:]
+    /// The sockets libcurl opened for connections (through `curlOpenSocket`), until it closes them (`curlCloseSocket`).
+    fileprivate var connectionSockets: Set<Int32> = []
     /// When libcurl wants `socket_action(CURL_SOCKET_TIMEOUT)`, in monotonic seconds; nil for never.
     fileprivate var timerDeadline: Double?
+
+    /// epoll registrations added, changed or removed so far (tests check that kept-alive requests need none).
+    var epollChanges: Int { lock.withLock { epollChangeCount } }
+    private var epollChangeCount = 0
 
     /// Transfers in flight or queued (for metrics).
     public var inFlight: Int { lock.withLock { activeCount } }
@@ -257,6 +265,10 @@ public final class CurlTransport: @unchecked Sendable {
                     reencryptd_eventfd_drain(wakeFD)
                     continue
                 }
+                if let r = registered[fds[i]], r.parked {
+                    unpark(fds[i])
+                    continue
+                }
                 var mask: Int32 = 0
                 if flags[i] & 1 != 0 { mask |= CURL_CSELECT_IN }
                 if flags[i] & 2 != 0 { mask |= CURL_CSELECT_OUT }
@@ -310,18 +322,70 @@ public final class CurlTransport: @unchecked Sendable {
         stopped.signal()
     }
 
+    /// libcurl's socket callback. A kept-alive connection is dropped from the watch list after every response and
+    /// added back for the next request: two `epoll_ctl` calls per request, a tenth of the client's system time.
+    /// Instead a connection socket stays registered for reading while idle ("parked"): taking it up again for reading
+    /// costs nothing, and if the server closes it meanwhile the wake-up removes it then. Only sockets libcurl opened
+    /// for connections are parked, and `curlCloseSocket` forgets them, so a recycled descriptor number (libcurl's
+    /// resolver socketpair, say) is never mistaken for a registration the kernel already dropped at close.
+    /// https://curl.se/libcurl/c/CURLMOPT_SOCKETFUNCTION.html
     fileprivate func watch(_ fd: Int32, what: Int32) {
         if what == CURL_POLL_REMOVE {
-            if watched.remove(fd) != nil { _ = reencryptd_epoll_remove(epoll, fd) }
+            guard let current = registered[fd] else { return }
+            if connectionSockets.contains(fd) {
+                // An idle connection is always writable: park it for reading only, or every wait would wake for it.
+                if current.mask & 2 != 0 {
+                    if epollSet(fd, 1, 0, add: false) != 0 {
+                        registered[fd] = nil
+                        return
+                    }
+                }
+                registered[fd] = (1, true)
+            } else {
+                registered[fd] = nil
+                epollRemove(fd)
+            }
             return
         }
         let readable: Int32 = (what == CURL_POLL_IN || what == CURL_POLL_INOUT) ? 1 : 0
         let writable: Int32 = (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) ? 1 : 0
-        let isNew = watched.insert(fd).inserted
-        if reencryptd_epoll_set(epoll, fd, readable, writable, isNew ? 1 : 0) != 0 && isNew == false {
-            // The fd was closed and reused under us: register it afresh.
-            _ = reencryptd_epoll_set(epoll, fd, readable, writable, 1)
+        let mask = readable | writable << 1
+        if let current = registered[fd] {
+            registered[fd] = (mask, false)
+            if current.mask == mask { return }
+            if epollSet(fd, readable, writable, add: false) != 0 {
+                // The descriptor was closed and reused under us: register it afresh.
+                _ = epollSet(fd, readable, writable, add: true)
+            }
+        } else {
+            registered[fd] = (mask, false)
+            if epollSet(fd, readable, writable, add: true) != 0 {
+                _ = epollSet(fd, readable, writable, add: false)
+            }
         }
+    }
+
+    private func epollSet(_ fd: Int32, _ readable: Int32, _ writable: Int32, add: Bool) -> Int32 {
+        lock.withLock { epollChangeCount += 1 }
+        return reencryptd_epoll_set(epoll, fd, readable, writable, add ? 1 : 0)
+    }
+
+    private func epollRemove(_ fd: Int32) {
+        lock.withLock { epollChangeCount += 1 }
+        _ = reencryptd_epoll_remove(epoll, fd)
+    }
+
+    /// A wake-up for a parked connection: the server closed it or sent something unasked. libcurl is not watching it
+    /// and will find it dead when it next considers reusing it; stop the wake-ups until then.
+    private func unpark(_ fd: Int32) {
+        registered[fd] = nil
+        epollRemove(fd)
+    }
+
+    /// libcurl closed a connection socket: the kernel dropped its registration; drop ours.
+    fileprivate func forget(_ fd: Int32) {
+        connectionSockets.remove(fd)
+        registered[fd] = nil
     }
 
     private func finish(_ t: Transfer, _ outcome: TransportResult) {
@@ -351,6 +415,11 @@ public final class CurlTransport: @unchecked Sendable {
         }
         _ = reencryptd_easy_setopt_write(easy, curlWrite)
         _ = reencryptd_easy_setopt_header(easy, curlHeader)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        _ = reencryptd_easy_setopt_opensocket(easy, curlOpenSocket)
+        _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_OPENSOCKETDATA, me)
+        _ = reencryptd_easy_setopt_closesocket(easy, curlCloseSocket)
+        _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CLOSESOCKETDATA, me)
         configurePerRequest(easy, t)
     }
 
@@ -517,6 +586,24 @@ private let curlSocketCallback: reencryptd_socket_cb = { _, fd, what, userp, _ i
     guard let userp else { return 0 }
     Unmanaged<CurlTransport>.fromOpaque(userp).takeUnretainedValue().watch(fd, what: what)
     return 0
+}
+
+/// Opens a connection socket as libcurl would, and notes it as one (see `CurlTransport.watch`).
+/// https://curl.se/libcurl/c/CURLOPT_OPENSOCKETFUNCTION.html
+private let curlOpenSocket: reencryptd_opensocket_cb = { clientp, _, address in
+    guard let clientp, let address else { return CURL_SOCKET_BAD }
+    let fd = socket(address.pointee.family, address.pointee.socktype, address.pointee.protocol)
+    guard fd >= 0 else { return CURL_SOCKET_BAD }
+    let transport = Unmanaged<CurlTransport>.fromOpaque(clientp).takeUnretainedValue()
+    transport.forget(fd)  // a stale note under a recycled number
+    transport.connectionSockets.insert(fd)
+    return fd
+}
+
+/// https://curl.se/libcurl/c/CURLOPT_CLOSESOCKETFUNCTION.html
+private let curlCloseSocket: reencryptd_closesocket_cb = { clientp, fd in
+    if let clientp { Unmanaged<CurlTransport>.fromOpaque(clientp).takeUnretainedValue().forget(fd) }
+    return close(fd)
 }
 
 private let curlTimerCallback: reencryptd_timer_cb = { _, timeoutMs, userp in

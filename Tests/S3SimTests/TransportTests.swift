@@ -1,0 +1,85 @@
+import Domain
+import Foundation
+@testable import S3
+import S3Sim
+import XCTest
+
+/// Connections that end under the transport. It keeps idle kept-alive sockets registered with epoll between requests
+/// (`CurlTransport.watch`); these show that a closed one is replaced, never left unwatched (a request would then
+/// wait for its timeout, which these tests set to 3 s so that it fails them).
+final class TransportTests: XCTestCase {
+    private func client(for url: String) throws -> S3Client {
+        var transport = TransportConfiguration()
+        transport.requestTimeout = 3
+        transport.connectTimeout = 2
+        transport.drivers = 1
+        return try S3Client(configuration: S3ClientConfiguration(endpoint: try S3Endpoint(url: url), transport: transport),
+                            credentials: StaticCredentialProvider(AWSCredentials(accessKeyID: "AKIDTEST", secretAccessKey: "secret")))
+    }
+
+    private static func get(_ client: S3Client, _ i: Int) async -> S3Result {
+        await client.send(.getObject(bucket: "bucket-a", key: "k\(i)"))
+    }
+
+    /// `Connection: close` on every other answer: libcurl closes that socket, and the next connection usually gets the
+    /// same descriptor number, which must be registered afresh.
+    func testConnectionsClosedByTheServerAreReplaced() async throws {
+        let stub = StubServer()
+        let counter = LockedCounter()
+        let url = try stub.start { _ in
+            let n = counter.next()
+            return (200, n % 2 == 0 ? [("Connection", "close")] : [], "answer \(n)")
+        }
+        defer { stub.stop() }
+        let client = try client(for: url)
+        defer { client.shutdown() }
+        for i in 0..<30 {
+            guard case .success(let response) = await Self.get(client, i) else { return XCTFail("request \(i) failed") }
+            XCTAssertEqual(String(decoding: response.body, as: UTF8.self), "answer \(i)")
+        }
+        XCTAssertEqual(stub.requests.count, 30)
+    }
+
+    /// A kept-alive connection stays registered between requests: after the first, a request costs no epoll call.
+    func testKeptAliveConnectionStaysRegisteredBetweenRequests() async throws {
+        let stub = StubServer()
+        let url = try stub.start(recording: false) { _ in (200, [], "answer") }
+        defer { stub.stop() }
+        let client = try client(for: url)
+        defer { client.shutdown() }
+        guard case .success = await Self.get(client, 0) else { return XCTFail("first request failed") }
+        let before = client.transport.epollChanges
+        for i in 1...50 {
+            guard case .success = await Self.get(client, i) else { return XCTFail("request \(i) failed") }
+        }
+        XCTAssertEqual(client.transport.epollChanges, before, "epoll calls for 50 requests on a kept-alive connection")
+    }
+
+    /// The server drops idle connections without a word (an idle timeout): a parked socket turns readable at EOF.
+    /// The next request must go out on a new connection.
+    func testIdleConnectionsDroppedByTheServerAreReplaced() async throws {
+        let stub = StubServer()
+        stub.closeIdleConnectionsAfterMilliseconds = 20
+        let counter = LockedCounter()
+        let url = try stub.start { _ in (200, [], "answer \(counter.next())") }
+        defer { stub.stop() }
+        let client = try client(for: url)
+        defer { client.shutdown() }
+        for i in 0..<10 {
+            // Four at once, so several connections are idle when the server drops them.
+            let results = await withTaskGroup(of: Bool.self) { group in
+                for j in 0..<4 { group.addTask { if case .success = await TransportTests.get(client, i * 4 + j) { return true } else { return false } } }
+                return await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            XCTAssertEqual(results, [true, true, true, true], "round \(i)")
+            try await Task.sleep(nanoseconds: 60_000_000)
+        }
+        XCTAssertEqual(stub.requests.count, 40)
+    }
+}
+
+private final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func next() -> Int { lock.withLock { defer { value += 1 }; return value } }
+}
