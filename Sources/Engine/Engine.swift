@@ -123,6 +123,8 @@ public final class Engine: @unchecked Sendable {
     private var jobRates: [Int64: Double] = [:]
     private var lastSecond = 0.0
     private var lastRenewal = 0.0
+    private var lastIdleCheck = 0.0
+    private var idleCheckPending = false
     private var timer: DispatchSourceTimer?
 
     public init(store: TaskQueue, client: S3Client, configuration: EngineConfiguration, logger: Logger) {
@@ -185,11 +187,31 @@ public final class Engine: @unchecked Sendable {
             lastSecond = now
             everySecond(now: now)
         }
-        if draining { checkDrained(now: now) }
+        if draining { checkDrained(now: now) } else { checkIdleSoon(now: now) }
+    }
+
+    /// With `--until-idle`, once nothing is queued, in flight or waiting to be recorded, asks the store at once (then
+    /// every 50 ms) whether anything is left, instead of waiting for the once-a-second check: a finished run exits
+    /// within moments rather than up to a second later.
+    private func checkIdleSoon(now: Double) {
+        guard configuration.untilIdle, !idleCheckPending, now - lastIdleCheck >= 0.05, inFlight.isEmpty, queuedCount == 0,
+              results.isEmpty, !recording, !claiming else { return }
+        lastIdleCheck = now
+        idleCheckPending = true
+        storeQueue.async { [self] in
+            let runnable = (try? store.runnableCount()) ?? 1
+            queue.async { [self] in
+                idleCheckPending = false
+                checkIdle(runnable: runnable)
+            }
+        }
     }
 
     private func dispatch(now: Double) {
         var skipped = 0
+        var sent = 0
+        // One transport wake-up for the round, so these calls start now rather than at the transport's next poll.
+        defer { if sent > 0 { client.flush() } }
         while inFlight.count < configuration.concurrency, !rotation.isEmpty, skipped < rotation.count {
             guard global.available(now: now) else { return }
             let bucket = rotation.removeFirst()
@@ -217,6 +239,7 @@ public final class Engine: @unchecked Sendable {
             bucketCeilings[bucket]?.take(now: now)
             keyBuckets[key]?.take(now: now)
             send(lease, job: info.job, body: info.body, now: now)
+            sent += 1
         }
     }
 

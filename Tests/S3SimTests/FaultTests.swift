@@ -59,6 +59,22 @@ final class FaultTests: XCTestCase {
         XCTAssertGreaterThan(kms, 0, "the KMS variant of SlowDown is told apart")
     }
 
+    /// Answers are held in quarter-millisecond slots, rounded up: never released before the latency asked for.
+    func testLatencyFaultNeverAnswersEarly() async throws {
+        let h = try SimHarness()
+        h.bucket()
+        h.state.putObject(bucket: "bucket-a", key: "k", encryption: .sseS3)
+        var faults = SimFaults()
+        faults.latency = .fixed(milliseconds: 30)
+        h.simulator.service.faults = faults
+        for _ in 0..<5 {
+            let started = ContinuousClock.now
+            let result = await h.update(ObjectRef(bucket: "bucket-a", key: "k"))
+            XCTAssertEqual(h.classify(result), .succeeded)
+            XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(30))
+        }
+    }
+
     func testThousandsOfConcurrentTransfersAllComplete() async throws {
         let h = try SimHarness()
         h.bucket()

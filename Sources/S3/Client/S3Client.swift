@@ -60,6 +60,9 @@ public final class S3Client: @unchecked Sendable {
 
     public func shutdown() { for t in transports { t.shutdown() } }
 
+    /// Starts the requests sent so far without waiting for the transport's next poll (see `CurlTransport.flush`).
+    public func flush() { for t in transports { t.flush() } }
+
     /// The region a bucket is known to be in (learnt from S3), if any.
     public func knownRegion(of bucket: String) -> String? { lock.withLock { bucketRegions[bucket] } }
     public var currentClockOffset: Double { lock.withLock { clockOffset } }

@@ -109,7 +109,11 @@ public final class CurlTransport: @unchecked Sendable {
     private let lock = NSLock()
     private var submitted: [Transfer] = []
     private var stopping = false
-    private var sleeping = false
+    /// The driver is in epoll_wait: `idle` with nothing in flight (its wait may be long), and whether a wake-up
+    /// has been sent since it began waiting (one is enough).
+    private var waiting = false
+    private var waitingIdle = false
+    private var wakePending = false
     private var activeCount = 0
     private let stopped = DispatchSemaphore(value: 0)
     // Driver-thread state.
@@ -191,14 +195,27 @@ public final class CurlTransport: @unchecked Sendable {
             submitted.append(transfer)
             activeCount += 1
             // One wake-up per sleep, however many submissions arrive before the driver runs.
-            defer { sleeping = false }
-            return (false, sleeping)
+            guard waitingIdle, !wakePending else { return (false, false) }
+            wakePending = true
+            return (false, true)
         }
         if rejected {
             completion(.failure(code: Int32(CURLE_ABORTED_BY_CALLBACK.rawValue), message: "the transport is shutting down"))
             return
         }
         // Completions resubmit from the driver thread itself; waking it then would cost a whole extra round.
+        if wake { reencryptd_eventfd_signal(wakeFD) }
+    }
+
+    /// Starts what has been submitted now rather than at the driver's next poll (up to `submitPollMilliseconds`
+    /// away): one wake-up for a batch of submissions. For callers that submit in batches and care about latency
+    /// (the engine, after each dispatch round); a caller that never calls it waits at most the poll interval.
+    public func flush() {
+        let wake = lock.withLock { () -> Bool in
+            guard waiting, !wakePending, !submitted.isEmpty else { return false }
+            wakePending = true
+            return true
+        }
         if wake { reencryptd_eventfd_signal(wakeFD) }
     }
 
@@ -246,20 +263,25 @@ public final class CurlTransport: @unchecked Sendable {
                 timeout = Int32(max(0, min(1000, ((deadline - Self.monotonic()) * 1000).rounded(.up))))
             }
             // With transfers in flight the driver wakes within `submitPoll` anyway and picks up what was submitted
-            // meanwhile; only an idle driver (nothing in flight) is woken by a submission. A wake-up per request costs
-            // a futex round and two context switches, which at thousands of requests a second was a fifth of the CPU;
-            // the poll adds at most a millisecond before a request starts.
+            // meanwhile; only an idle driver (nothing in flight) is woken by a submission, and a busy one by `flush()`
+            // once per batch. A wake-up per request costs a futex round and two context switches, which at thousands
+            // of requests a second was a fifth of the CPU; the poll adds at most a millisecond before a request starts.
             let busy = !transfers.isEmpty
             if busy { timeout = min(timeout, Self.submitPollMilliseconds) }
             let queued = lock.withLock { () -> Bool in
-                if submitted.isEmpty && !busy { sleeping = true }
+                waiting = true
+                waitingIdle = submitted.isEmpty && !busy
+                wakePending = false
                 return !submitted.isEmpty
             }
             if queued { timeout = 0 }
             let n = fds.withUnsafeMutableBufferPointer { f in
                 flags.withUnsafeMutableBufferPointer { g in reencryptd_epoll_wait(epoll, f.baseAddress, g.baseAddress, 512, timeout) }
             }
-            lock.withLock { sleeping = false }
+            lock.withLock {
+                waiting = false
+                waitingIdle = false
+            }
             for i in 0..<max(0, Int(n)) {
                 if fds[i] == wakeFD {
                     reencryptd_eventfd_drain(wakeFD)
