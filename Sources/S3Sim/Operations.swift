@@ -31,7 +31,7 @@ extension SimService {
             }
         }
         let versionParam = target.param("versionId")
-        if let v = versionParam, v.isEmpty || v.contains(" ") { return fail(400, "InvalidArgument", Messages.invalidVersion) }
+        if let v = versionParam, v.isEmpty || v.utf8.contains(0x20) { return fail(400, "InvalidArgument", Messages.invalidVersion) }
         let expectedOwner = request.header("x-amz-expected-bucket-owner")
         let keyAccount = KMSKeyARN.account(ofARN: arn)
         let now = self.now
@@ -202,15 +202,15 @@ extension SimService {
             .filter { after.isEmpty || after.utf8.lexicographicallyPrecedes($0.utf8) }
         let page = keys.prefix(maxKeys)
         var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-        xml += "<Name>\(xmlEscape(target.bucket))</Name><Prefix>\(xmlEscape(prefix))</Prefix><KeyCount>\(page.count)</KeyCount>"
+        xml += "<Name>\(XMLText.escape(target.bucket))</Name><Prefix>\(XMLText.escape(prefix))</Prefix><KeyCount>\(page.count)</KeyCount>"
         xml += "<MaxKeys>\(maxKeys)</MaxKeys><IsTruncated>\(keys.count > maxKeys)</IsTruncated>"
         if keys.count > maxKeys, let last = page.last {
             xml += "<NextContinuationToken>\(Data(last.utf8).base64EncodedString())</NextContinuationToken>"
         }
         for key in page {
             let v = bucket!.objects[key]!.last!
-            xml += "<Contents><Key>\(xmlEscape(key))</Key><LastModified>\(ISO8601DateFormatter().string(from: v.lastModified))</LastModified>"
-            xml += "<ETag>\(xmlEscape(v.etag))</ETag><Size>\(v.body.count)</Size><StorageClass>STANDARD</StorageClass></Contents>"
+            xml += "<Contents><Key>\(XMLText.escape(key))</Key><LastModified>\(ISO8601DateFormatter().string(from: v.lastModified))</LastModified>"
+            xml += "<ETag>\(XMLText.escape(v.etag))</ETag><Size>\(v.body.count)</Size><StorageClass>STANDARD</StorageClass></Contents>"
         }
         xml += "</ListBucketResult>"
         return SimResponse(status: 200, headers: [("Content-Type", "application/xml")], body: Array(xml.utf8))
@@ -237,16 +237,16 @@ extension SimService {
         }
         let page = entries.prefix(maxKeys)
         var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListVersionsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-        xml += "<Name>\(xmlEscape(target.bucket))</Name><Prefix>\(xmlEscape(prefix))</Prefix><MaxKeys>\(maxKeys)</MaxKeys>"
+        xml += "<Name>\(XMLText.escape(target.bucket))</Name><Prefix>\(XMLText.escape(prefix))</Prefix><MaxKeys>\(maxKeys)</MaxKeys>"
         xml += "<IsTruncated>\(entries.count > maxKeys)</IsTruncated>"
         if entries.count > maxKeys, let last = page.last {
-            xml += "<NextKeyMarker>\(xmlEscape(last.key))</NextKeyMarker><NextVersionIdMarker>\(xmlEscape(last.version.versionID))</NextVersionIdMarker>"
+            xml += "<NextKeyMarker>\(XMLText.escape(last.key))</NextKeyMarker><NextVersionIdMarker>\(XMLText.escape(last.version.versionID))</NextVersionIdMarker>"
         }
         for e in page {
             let tag = e.version.isDeleteMarker ? "DeleteMarker" : "Version"
-            xml += "<\(tag)><Key>\(xmlEscape(e.key))</Key><VersionId>\(xmlEscape(e.version.versionID))</VersionId>"
+            xml += "<\(tag)><Key>\(XMLText.escape(e.key))</Key><VersionId>\(XMLText.escape(e.version.versionID))</VersionId>"
             xml += "<IsLatest>\(e.latest)</IsLatest><LastModified>\(ISO8601DateFormatter().string(from: e.version.lastModified))</LastModified>"
-            if !e.version.isDeleteMarker { xml += "<ETag>\(xmlEscape(e.version.etag))</ETag><Size>\(e.version.body.count)</Size>" }
+            if !e.version.isDeleteMarker { xml += "<ETag>\(XMLText.escape(e.version.etag))</ETag><Size>\(e.version.body.count)</Size>" }
             xml += "</\(tag)>"
         }
         xml += "</ListVersionsResult>"

@@ -355,9 +355,9 @@ public final class SimService: @unchecked Sendable {
             // HEAD answers carry no body: only the status says what happened.
             return SimResponse(status: status, headers: [], body: [], contentLengthOverride: 0)
         }
-        var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>\(code)</Code><Message>\(xmlEscape(message))</Message>"
-        for (name, value) in extra { xml += "<\(name)>\(xmlEscape(value))</\(name)>" }
-        xml += "<Resource>\(xmlEscape(resource))</Resource><RequestId>\(requestID)</RequestId><HostId>sim/\(requestID)</HostId></Error>"
+        var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>\(code)</Code><Message>\(XMLText.escape(message))</Message>"
+        for (name, value) in extra { xml += "<\(name)>\(XMLText.escape(value))</\(name)>" }
+        xml += "<Resource>\(XMLText.escape(resource))</Resource><RequestId>\(requestID)</RequestId><HostId>sim/\(requestID)</HostId></Error>"
         return SimResponse(status: status, headers: [("Content-Type", "application/xml")], body: Array(xml.utf8))
     }
 
@@ -372,12 +372,6 @@ public final class SimService: @unchecked Sendable {
     }
 }
 
-func xmlEscape(_ s: String) -> String {
-    guard s.contains(where: { "&<>\"'".contains($0) }) else { return s }
-    return s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-        .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-        .replacingOccurrences(of: "'", with: "&apos;")
-}
 
 /// RFC 7231 dates for the `Date` and `Last-Modified` headers.
 enum HTTPDate {

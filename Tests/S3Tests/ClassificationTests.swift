@@ -56,6 +56,16 @@ final class ClassificationTests: XCTestCase {
         XCTAssertEqual(classify(403, "SignatureDoesNotMatch"), .terminal(.accessDenied))
     }
 
+    /// The simulator writes messages with `XMLText.escape`; the client reads them back with `XMLScan`.
+    func testEscapedTextReadsBackUnchanged() {
+        for text in ["plain", "a & b < c > d \"e\" 'f'", "&amp; already", "ünïcödé ✓ & <x>", ""] {
+            let escaped = XMLText.escape(text)
+            XCTAssertFalse(escaped.utf8.contains(where: { $0 == 0x3C || $0 == 0x3E || $0 == 0x22 || $0 == 0x27 }), escaped)
+            XCTAssertEqual(XMLScan.first("Message", in: "<Error><Message>\(escaped)</Message></Error>"), text)
+        }
+        XCTAssertEqual(XMLText.escape("a&b"), "a&amp;b")
+    }
+
     func testErrorDocumentIsParsedWithRequestIDsAndEntities() {
         let body = Array("""
             <?xml version="1.0" encoding="UTF-8"?>

@@ -44,7 +44,7 @@ public struct S3Request: Sendable {
 
         public init(kmsKeyARN: String, bucketKeyEnabled: Bool) {
             let xml = "<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><SSE-KMS><KMSKeyArn>"
-                + XML.escape(kmsKeyARN) + "</KMSKeyArn><BucketKeyEnabled>" + (bucketKeyEnabled ? "true" : "false")
+                + XMLText.escape(kmsKeyARN) + "</KMSKeyArn><BucketKeyEnabled>" + (bucketKeyEnabled ? "true" : "false")
                 + "</BucketKeyEnabled></SSE-KMS></ObjectEncryption>"
             bytes = Array(xml.utf8)
             crc32Base64 = Crypto.base64(Crypto.crc32(bytes))
@@ -172,20 +172,3 @@ public struct S3RequestSigner: Sendable {
     }
 }
 
-enum XML {
-    static func escape(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.utf8.count)
-        for c in s.unicodeScalars {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out
-    }
-}
