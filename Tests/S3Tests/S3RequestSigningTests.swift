@@ -31,6 +31,24 @@ final class S3RequestSigningTests: XCTestCase {
             + "Signature=f6ab7cb7336e6f61e66dafd7f6066c513cfeeed01174daae2b726c1f0719f725")
     }
 
+    /// Requests the client builds skip the signer's canonical checks; one whose headers were changed afterwards must
+    /// not: its header is lowercased and trimmed as SigV4 says, signing the same as if given canonical.
+    func testChangedHeadersAreCanonicalisedBeforeSigning() {
+        let object = ObjectRef(bucket: "examplebucket", key: "k")
+        let v4 = SigV4Signer(service: "s3", region: "us-east-1")
+        let date = SigV4Date(amzDate: "20150830T123600Z")!
+        var messy = S3Request.updateObjectEncryption(object, kmsKeyARN: exampleARN, bucketKeyEnabled: true)
+        XCTAssertTrue(messy.headersAreCanonical)
+        messy.headers.append(("X-Amz-Meta-Note", "  a   b "))
+        XCTAssertFalse(messy.headersAreCanonical)
+        var tidy = S3Request.updateObjectEncryption(object, kmsKeyARN: exampleARN, bucketKeyEnabled: true)
+        tidy.headers.append(("x-amz-meta-note", "a b"))
+        let a = signer.prepare(messy, region: "us-east-1", signer: v4, credentials: exampleCredentials, date: date)
+        let b = signer.prepare(tidy, region: "us-east-1", signer: v4, credentials: exampleCredentials, date: date)
+        XCTAssertEqual(header(a, "authorization"), header(b, "authorization"))
+        XCTAssertTrue(header(a, "authorization")?.contains("x-amz-date;x-amz-meta-note;x-amz-sdk") == true)
+    }
+
     static let awkwardKeys: [String] = [
         "with space", "plus+sign", "percent%20literal", "100%", "日本語/ключ/🔑.txt", "~!*'()&$=;:,?#[]@",
         "a//b", "./x/../y", "../up", "/leading-slash", "trailing-slash/", " lead and trail ", "tab\there",

@@ -10,7 +10,10 @@ public struct S3Request: Sendable {
     /// Decoded query parameters; `("encryption", "")` is the bare `?encryption` flag.
     public var query: [(name: String, value: String)]
     /// Headers to send and sign (besides `host` and the `x-amz-*` the signer adds).
-    public var headers: [(name: String, value: String)]
+    public var headers: [(name: String, value: String)] { didSet { headersAreCanonical = false } }
+    /// Set by the constructors below, whose header names are lowercase and whose values need no trimming: the signer
+    /// then takes them as they are rather than checking every byte of every request. Any change to `headers` clears it.
+    var headersAreCanonical = false
     /// Setting a new body drops `payloadSHA256`, so a stale hash can never be signed.
     public var body: [UInt8] { didSet { payloadSHA256 = nil } }
     /// Hex SHA-256 of `body` when already known (the same body serves every task of a job).
@@ -66,6 +69,8 @@ public struct S3Request: Sendable {
         var request = S3Request(operation: "UpdateObjectEncryption", method: "PUT", bucket: object.bucket, key: object.key,
                                 query: query, headers: headers, body: body)
         request.payloadSHA256 = encryption.sha256Hex
+        // Names above are lowercase literals; values are base64, "CRC32", "requester" and a validated account ID.
+        request.headersAreCanonical = expectedBucketOwner.map { SigV4Signer.isCanonicalValue($0) } ?? true
         return request
     }
 
@@ -147,9 +152,12 @@ public struct S3RequestSigner: Sendable {
         if let token = credentials.sessionToken { signed.append(("x-amz-security-token", token)) }
         // Sorted here (stable, small) so the signer can take the list as it is.
         signed = SigV4Signer.sortedByName(signed)
-        let signature = signer.sign(SigV4Request(method: request.method, canonicalURI: canonicalURI, query: request.query,
-                                                 headers: signed, payloadHash: payloadHash),
-                                    credentials: credentials, date: date)
+        var toSign = SigV4Request(method: request.method, canonicalURI: canonicalURI, query: request.query, headers: signed,
+                                  payloadHash: payloadHash)
+        // Host, hex digest and date are canonical by construction; a session token is checked like any other value.
+        toSign.headersAreCanonical = request.headersAreCanonical && credentials.sessionToken == nil
+            && SigV4Signer.isCanonicalValue(host)
+        let signature = signer.sign(toSign, credentials: credentials, date: date)
         var url: [UInt8] = []
         url.reserveCapacity(urlPrefix.utf8.count + canonicalURI.utf8.count + 64)
         url += urlPrefix.utf8

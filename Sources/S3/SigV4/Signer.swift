@@ -72,6 +72,9 @@ public struct SigV4Request: Sendable {
     public var headers: [(name: String, value: String)]
     /// Hex SHA-256 of the body, or `UNSIGNED-PAYLOAD`.
     public var payloadHash: String
+    /// The caller vouches that `headers` are lowercase, trimmed and sorted (the S3 request signer, for requests it
+    /// built itself); otherwise the signer checks, and canonicalises a copy when needed.
+    var headersAreCanonical = false
 
     public init(method: String, canonicalURI: String, query: [(name: String, value: String)] = [],
                 headers: [(name: String, value: String)], payloadHash: String) {
@@ -186,7 +189,8 @@ public final class SigV4Signer: @unchecked Sendable {
             out.append(0x0A)
         }
         // The client's own headers are lowercase, trimmed and sorted already: use them as they are, without a copy.
-        if r.headers.allSatisfy({ Self.isLowercase($0.name) && Self.isCanonicalValue($0.value) }), Self.isSorted(r.headers) {
+        if r.headersAreCanonical
+            || (r.headers.allSatisfy({ Self.isLowercase($0.name) && Self.isCanonicalValue($0.value) }) && Self.isSorted(r.headers)) {
             for (name, value) in r.headers { appendHeader(name, value) }
         } else {
             var headers: [(name: String, value: String)] = []
