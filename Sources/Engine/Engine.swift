@@ -194,8 +194,10 @@ public final class Engine: @unchecked Sendable {
     /// every 50 ms) whether anything is left, instead of waiting for the once-a-second check: a finished run exits
     /// within moments rather than up to a second later.
     private func checkIdleSoon(now: Double) {
+        // A claim may be under way (one is asked for every tick while the queue is empty): tasks it takes are in flight
+        // in the store, which the count includes, so the check cannot end a run they belong to.
         guard configuration.untilIdle, !idleCheckPending, now - lastIdleCheck >= 0.05, inFlight.isEmpty, queuedCount == 0,
-              results.isEmpty, !recording, !claiming else { return }
+              results.isEmpty, !recording else { return }
         lastIdleCheck = now
         idleCheckPending = true
         storeQueue.async { [self] in
