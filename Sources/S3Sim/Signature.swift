@@ -107,7 +107,7 @@ enum CanonicalRequest {
                 var found = false
                 for f in request.fields where same(Int(f.nameStart)..<Int(f.valueStart), name) {
                     if found { out.append(0x2C) }  // repeated fields fold into one line, comma-separated
-                    appendCanonicalValue(UnsafeBufferPointer(rebasing: fb[Int(f.valueStart)..<Int(f.valueEnd)]), to: &out)
+                    SigV4Signer.appendCanonicalValue(UnsafeBufferPointer(rebasing: fb[Int(f.valueStart)..<Int(f.valueEnd)]), to: &out)
                     found = true
                 }
                 guard found else { return .missingSignedHeader }
@@ -147,21 +147,5 @@ enum CanonicalRequest {
             out += pair
         }
         return true
-    }
-
-    /// Trimmed, with runs of blanks inside the value folded into one space.
-    static func appendCanonicalValue(_ value: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        var pendingSpace = false
-        var started = false
-        for b in value {
-            if b == 0x20 || b == 0x09 {
-                pendingSpace = started
-            } else {
-                if pendingSpace { out.append(0x20) }
-                started = true
-                pendingSpace = false
-                out.append(b)
-            }
-        }
     }
 }

@@ -264,29 +264,29 @@ public final class SigV4Signer: @unchecked Sendable {
 
     /// Trims, and folds runs of white space (including folded header lines) into one space.
     static func canonicalValue(_ value: String) -> String {
-        // Fast path: most values have nothing to trim or fold.
-        var clean = true
-        var previousSpace = true
-        for b in value.utf8 {
-            let space = b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D
-            if space && (previousSpace || b != 0x20) { clean = false; break }
-            previousSpace = space
-        }
-        if clean && !previousSpace { return value }
-        if value.isEmpty { return value }
+        if isCanonicalValue(value) { return value }  // most values have nothing to trim or fold
+        var value = value
         var out: [UInt8] = []
         out.reserveCapacity(value.utf8.count)
+        value.withUTF8 { appendCanonicalValue($0, to: &out) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends `value` trimmed, each run of white space (space, tab, CR, LF: folded lines) as one space. The one rule
+    /// for both sides: the client canonicalising what it signs, the simulator what it received.
+    public static func appendCanonicalValue(_ value: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
         var pendingSpace = false
-        for b in value.utf8 {
+        var started = false
+        for b in value {
             if b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D {
-                pendingSpace = !out.isEmpty
+                pendingSpace = started
             } else {
                 if pendingSpace { out.append(0x20) }
+                started = true
                 pendingSpace = false
                 out.append(b)
             }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     public func scope(day: String) -> String { "\(day)/\(region)/\(service)/aws4_request" }
