@@ -197,6 +197,30 @@ public enum ByteSearch {
     }
 }
 
+/// An XML element's open and close tags as bytes, made once, and where the element's text is: for S3's flat documents
+/// (the client's error answers and list pages, the simulator's request bodies).
+public struct XMLElementTag: Sendable {
+    public let open: [UInt8]
+    public let close: [UInt8]
+
+    public init(_ name: String) {
+        open = Array("<\(name)>".utf8)
+        close = Array("</\(name)>".utf8)
+    }
+
+    /// Byte offsets of the inner text of the first `<name>…</name>` starting at or after `from`.
+    public func inner(in xml: [UInt8], from: Int = 0) -> Range<Int>? {
+        guard let a = ByteSearch.find(open, in: xml, from: from),
+              let b = ByteSearch.find(close, in: xml, from: a + open.count) else { return nil }
+        return (a + open.count)..<b
+    }
+
+    /// The inner text of the first such element, as is (entities not decoded).
+    public func rawText(in xml: [UInt8]) -> String? {
+        inner(in: xml).map { String(decoding: xml[$0], as: UTF8.self) }
+    }
+}
+
 /// XML character data: `&`, `<`, `>`, `"` and `'` as entities. Byte by byte: the simulator escapes every error message
 /// it answers with, and Foundation's `replacingOccurrences` went through CFString there (6% of its time).
 public enum XMLText {

@@ -20,10 +20,10 @@ extension SimService {
             return fail(400, "InvalidRequest", Messages.dsseOrSSECTarget)
         }
         guard ByteSearch.find(UpdateBody.sseKMS, in: xml) != nil else { return fail(400, "InvalidRequest", Messages.needValidType) }
-        guard let arn = Bytes.element(UpdateBody.keyARN, in: xml), !arn.isEmpty else { return fail(400, "InvalidRequest", Messages.needARN) }
+        guard let arn = UpdateBody.keyARN.rawText(in: xml), !arn.isEmpty else { return fail(400, "InvalidRequest", Messages.needARN) }
         guard KMSKeyARN.matchesPattern(arn) else { return fail(400, "InvalidRequest", Messages.needValidARN) }
         var bucketKey = false
-        if let value = Bytes.element(UpdateBody.bucketKey, in: xml) {
+        if let value = UpdateBody.bucketKey.rawText(in: xml) {
             switch value {
             case "true": bucketKey = true
             case "false": bucketKey = false
@@ -267,27 +267,7 @@ enum UpdateBody {
     static let sseC = Array("<SSE-C".utf8)
     static let dsseKMS = Array("<DSSE-KMS".utf8)
     static let sseKMS = Array("<SSE-KMS>".utf8)
-    static let keyARN = Bytes.Tag("KMSKeyArn")
-    static let bucketKey = Bytes.Tag("BucketKeyEnabled")
+    static let keyARN = XMLElementTag("KMSKeyArn")
+    static let bucketKey = XMLElementTag("BucketKeyEnabled")
     static let checksumPrefix = Array("x-amz-checksum-".utf8)
-}
-
-/// XML elements of a request body, found with `ByteSearch`.
-enum Bytes {
-    struct Tag {
-        let open: [UInt8]
-        let close: [UInt8]
-        init(_ name: String) {
-            open = Array("<\(name)>".utf8)
-            close = Array("</\(name)>".utf8)
-        }
-    }
-
-    /// The text of the first `<tag>…</tag>`.
-    static func element(_ tag: Tag, in xml: [UInt8]) -> String? {
-        guard let a = ByteSearch.find(tag.open, in: xml) else { return nil }
-        let start = a + tag.open.count
-        guard let b = ByteSearch.find(tag.close, in: xml, from: start) else { return nil }
-        return String(decoding: xml[start..<b], as: UTF8.self)
-    }
 }

@@ -7,7 +7,7 @@ enum XMLScan {
     /// Searched as bytes: Foundation's `range(of:)` goes through CFString on Linux, which was most of the cost of
     /// reading an error answer.
     static func first(_ tag: String, in xml: [UInt8]) -> String? {
-        guard let inner = firstElement(tag, in: xml, from: 0) else {
+        guard let inner = XMLElementTag(tag).inner(in: xml) else {
             return ByteSearch.find(Array("<\(tag)/>".utf8), in: xml) != nil ? "" : nil
         }
         return unescape(Substring(String(decoding: xml[inner], as: UTF8.self)))
@@ -22,20 +22,13 @@ enum XMLScan {
         let bytes = Array(xml.utf8)
         let u = xml.utf8
         var result: [Substring] = []
+        let element = XMLElementTag(tag)
         var from = 0
-        while let inner = firstElement(tag, in: bytes, from: from) {
+        while let inner = element.inner(in: bytes, from: from) {
             result.append(Substring(u[u.index(u.startIndex, offsetBy: inner.lowerBound)..<u.index(u.startIndex, offsetBy: inner.upperBound)]))
             from = inner.upperBound
         }
         return result
-    }
-
-    /// Byte offsets of the inner text of the first `<tag>…</tag>` starting at or after `from`.
-    private static func firstElement(_ tag: String, in xml: [UInt8], from: Int) -> Range<Int>? {
-        let open = Array("<\(tag)>".utf8)
-        guard let a = ByteSearch.find(open, in: xml, from: from),
-              let b = ByteSearch.find(Array("</\(tag)>".utf8), in: xml, from: a + open.count) else { return nil }
-        return (a + open.count)..<b
     }
 
     static func unescape(_ s: Substring) -> String {
