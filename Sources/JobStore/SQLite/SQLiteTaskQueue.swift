@@ -30,6 +30,7 @@ extension SQLiteJobStore: TaskQueue {
                     RETURNING id, key, version_id, attempts, errors, throttles
                     """)
                 var claimed: [Lease] = []
+                var claimedPerBucket: [String: Int] = [:]  // across jobs, so one bucket's room is shared by all of them
                 var pending: Set<String> = []
                 for jobID in jobIDs where claimed.count < limit {
                     buckets.bind(1, jobID)
@@ -37,7 +38,7 @@ extension SQLiteJobStore: TaskQueue {
                     try buckets.forEachRow { names.append($0.string(0)) }
                     pending.formUnion(names)
                     var room = [String: Int](minimumCapacity: names.count)
-                    for name in names { room[name] = perBucket - (queued[name] ?? 0) - claimed.count { $0.object.bucket == name } }
+                    for name in names { room[name] = perBucket - (queued[name] ?? 0) - (claimedPerBucket[name] ?? 0) }
                     names.removeAll { room[$0]! <= 0 }
                     guard !names.isEmpty else { continue }
                     // Start after the bucket the previous claim ended on, so with more buckets than one claim can
@@ -54,12 +55,14 @@ extension SQLiteJobStore: TaskQueue {
                         take.bind(4, jobID)
                         take.bind(5, bucket)
                         take.bind(6, min(share, room[bucket]!, limit - claimed.count - batch.count))
+                        let before = batch.count
                         try take.forEachRow { r in
                             let version = r.string(2)
                             batch.append(Lease(taskID: r.int64(0), jobID: jobID,
                                                object: ObjectRef(bucket: bucket, key: r.string(1), versionId: version.isEmpty ? nil : version),
                                                attempts: r.int(3), errors: r.int(4), throttles: r.int(5)))
                         }
+                        claimedPerBucket[bucket, default: 0] += batch.count - before
                         setClaimCursor(jobID, bucket)
                     }
                     if !batch.isEmpty {
