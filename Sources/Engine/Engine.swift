@@ -196,8 +196,7 @@ public final class Engine: @unchecked Sendable {
     private func checkIdleSoon(now: Double) {
         // A claim may be under way (one is asked for every tick while the queue is empty): tasks it takes are in flight
         // in the store, which the count includes, so the check cannot end a run they belong to.
-        guard configuration.untilIdle, !idleCheckPending, now - lastIdleCheck >= 0.05, inFlight.isEmpty, queuedCount == 0,
-              results.isEmpty, !recording else { return }
+        guard configuration.untilIdle, !idleCheckPending, now - lastIdleCheck >= 0.05, holdsNothing else { return }
         lastIdleCheck = now
         idleCheckPending = true
         storeQueue.async { [self] in
@@ -521,10 +520,13 @@ public final class Engine: @unchecked Sendable {
         jobs = next
     }
 
+    /// Nothing queued here, in flight, or waiting to be recorded or being recorded.
+    private var holdsNothing: Bool { inFlight.isEmpty && queuedCount == 0 && results.isEmpty && !recording }
+
     private func checkIdle(runnable: Int) {
         guard configuration.untilIdle, !draining else { return }
         // Results and completions still being recorded count as runnable until committed.
-        if runnable == 0 && inFlight.isEmpty && queuedCount == 0 && results.isEmpty && !recording {
+        if runnable == 0 && holdsNothing {
             storeQueue.async { [self] in
                 for job in (try? store.completeFinishedJobs(now: Self.now())) ?? [] { logger.notice("job \(job.spec.name) complete") }
                 queue.async { [self] in beginDrain(.idle) }

@@ -372,7 +372,6 @@ public final class SimService: @unchecked Sendable {
     }
 }
 
-
 /// RFC 7231 dates for the `Date` and `Last-Modified` headers.
 enum HTTPDate {
     static func format(_ date: Date) -> String {

@@ -175,8 +175,7 @@ public struct S3RequestSigner: Sendable {
         if let i = signed.firstIndex(where: { $0.name == "host" }) { signed[i].name = "Host" }
         signed.append(("authorization", signature.authorization))
         signed.append(("user-agent", userAgent))
-        let headers = signed
-        return PreparedRequest(method: request.method, url: String(decoding: url, as: UTF8.self), headers: headers, body: request.body)
+        return PreparedRequest(method: request.method, url: String(decoding: url, as: UTF8.self), headers: signed, body: request.body)
     }
 }
 
