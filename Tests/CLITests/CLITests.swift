@@ -15,6 +15,8 @@ final class CLITests: XCTestCase {
         setenv("REENCRYPTD_CONFIG", "/dev/null", 1)  // keep a host's /etc/reencryptd out of the tests
     }
 
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
     func write(_ name: String, _ text: String) throws -> String {
         let path = dir.appendingPathComponent(name).path
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))

@@ -28,6 +28,7 @@ final class ObjectCommandTests: XCTestCase {
     override func tearDown() {
         unsetenv("REENCRYPTD_S3_ENDPOINT")
         simulator.stop()
+        try? FileManager.default.removeItem(at: dir)
     }
 
     func reencryptd(_ args: String...) async -> Int32 { await Reencryptd.main(arguments: args) }

@@ -10,6 +10,7 @@ let documentedConfig = URL(fileURLWithPath: #filePath)
 final class ConfigLoaderTests: XCTestCase {
     func writeConfig(_ text: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString).toml").path
+        addTeardownBlock { unlink(path) }
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
         return path
     }

@@ -69,5 +69,6 @@ final class EngineHarness: @unchecked Sendable {
     deinit {
         client.shutdown()
         simulator.stop()
+        try? FileManager.default.removeItem(at: dir)
     }
 }

@@ -21,6 +21,11 @@ final class SQLiteJobStoreTests: XCTestCase {
         store = try SQLiteJobStore(path: path)
     }
 
+    override func tearDown() {
+        store = nil
+        for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+    }
+
     /// Every row of jobs and tasks, for before/after comparisons.
     func snapshot() throws -> [String] {
         var rows: [String] = []

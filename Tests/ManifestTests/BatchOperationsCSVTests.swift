@@ -11,8 +11,15 @@ func writeTemp(_ text: String, name: String = "manifest.csv", in dir: URL? = nil
     return url.path
 }
 
+/// This module's scratch folders live under one folder, removed when the test process exits.
+let scratchRoot: URL = {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("reencryptd-manifest-tests-\(UUID().uuidString)")
+    atexit { try? FileManager.default.removeItem(at: scratchRoot) }
+    return url
+}()
+
 func makeTempDir() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("reencryptd-tests-\(UUID().uuidString)")
+    let url = scratchRoot.appendingPathComponent(UUID().uuidString)
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }

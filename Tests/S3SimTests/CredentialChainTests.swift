@@ -14,7 +14,10 @@ final class CredentialChainTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     }
 
-    override func tearDown() { stubs.forEach { $0.stop() } }
+    override func tearDown() {
+        stubs.forEach { $0.stop() }
+        try? FileManager.default.removeItem(at: dir)
+    }
 
     /// An environment that points every network source at nothing reachable, so only what a test sets can answer.
     func baseEnvironment() -> [String: String] {

@@ -7,6 +7,7 @@ import XCTest
 final class TLSTests: XCTestCase {
     func testCertificatesAreVerifiedAndTheCABundleIsHonoured() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
         let openssl = Process()
