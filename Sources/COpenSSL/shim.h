@@ -10,10 +10,13 @@
 #include <openssl/md5.h>
 #include <openssl/crypto.h>
 
-// One-shot digests through the EVP interface (the low-level MD5()/SHA256() calls are deprecated in OpenSSL 3).
+// SHA-256 over SHA256_CTX on the stack. OpenSSL 3's one-shot SHA256() is EVP_Q_digest, which fetches the algorithm
+// by name on every call: more than hashing a canonical request costs.
 static inline int reencryptd_sha256(const void *data, size_t len, unsigned char out[32]) {
-    return SHA256((const unsigned char *)data, len, out) != NULL;
+    SHA256_CTX ctx;
+    return SHA256_Init(&ctx) && SHA256_Update(&ctx, data, len) && SHA256_Final(out, &ctx);
 }
+// MD5 through the EVP interface (PutObject's Content-MD5 only: not on the hot path).
 static inline int reencryptd_md5(const void *data, size_t len, unsigned char out[16]) {
     unsigned int n = 0;
     return EVP_Digest(data, len, out, &n, EVP_md5(), NULL);
@@ -23,7 +26,7 @@ static inline unsigned char *reencryptd_hmac_sha256(const void *key, int keylen,
                                                      unsigned char out[32]) {
     unsigned char k[64], pad[64], inner[32];
     memset(k, 0, sizeof k);
-    if (keylen > 64) { SHA256((const unsigned char *)key, (size_t)keylen, k); } else { memcpy(k, key, (size_t)keylen); }
+    if (keylen > 64) { reencryptd_sha256(key, (size_t)keylen, k); } else { memcpy(k, key, (size_t)keylen); }
     SHA256_CTX ctx;
     for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
     SHA256_Init(&ctx); SHA256_Update(&ctx, pad, 64); SHA256_Update(&ctx, data, len); SHA256_Final(inner, &ctx);

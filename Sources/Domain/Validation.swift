@@ -202,10 +202,13 @@ public enum ByteSearch {
 public struct XMLElementTag: Sendable {
     public let open: [UInt8]
     public let close: [UInt8]
+    /// `<name/>`, the empty element.
+    public let empty: [UInt8]
 
     public init(_ name: String) {
         open = Array("<\(name)>".utf8)
         close = Array("</\(name)>".utf8)
+        empty = Array("<\(name)/>".utf8)
     }
 
     /// Byte offsets of the inner text of the first `<name>…</name>` starting at or after `from`.

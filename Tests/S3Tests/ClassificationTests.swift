@@ -66,6 +66,17 @@ final class ClassificationTests: XCTestCase {
         XCTAssertEqual(XMLText.escape("a&b"), "a&amp;b")
     }
 
+    /// Numeric references become their character; what is not an entity stays as it was.
+    func testEntitiesAreDecodedAndAnythingElseKept() {
+        let cases = ["&#x2713; &#10003; &#65;": "✓ ✓ A", "AT&T; & &unknown; &amp": "AT&T; & &unknown; &amp",
+                     "&#xD800;": "&#xD800;", "&lt;a&gt;&quot;&apos;&amp;amp;": "<a>\"'&amp;"]
+        for (raw, decoded) in cases {
+            XCTAssertEqual(XMLScan.first("Message", in: "<Error><Message>\(raw)</Message></Error>"), decoded, raw)
+        }
+        XCTAssertEqual(XMLScan.first("Region", in: "<Error><Region/></Error>"), "")
+        XCTAssertNil(XMLScan.first("Region", in: "<Error><Code>x</Code></Error>"))
+    }
+
     func testErrorDocumentIsParsedWithRequestIDsAndEntities() {
         let body = Array("""
             <?xml version="1.0" encoding="UTF-8"?>

@@ -38,14 +38,20 @@ public struct S3Error: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// Parses an error response whose headers are read through `header` (lowercase names).
     init(status: Int, body: [UInt8], header: (String) -> String?, operation: String, object: ObjectRef?) {
-        let code = XMLScan.first("Code", in: body) ?? ""
+        let code = XMLScan.first(Fields.code, in: body) ?? ""
         self.init(status: status, code: code.isEmpty ? Self.defaultCode(status) : code,
-                  message: XMLScan.first("Message", in: body) ?? "",
-                  requestID: XMLScan.first("RequestId", in: body) ?? header("x-amz-request-id"),
-                  hostID: XMLScan.first("HostId", in: body) ?? header("x-amz-id-2"),
-                  region: XMLScan.first("Region", in: body) ?? header("x-amz-bucket-region"),
+                  message: XMLScan.first(Fields.message, in: body) ?? "",
+                  requestID: XMLScan.first(Fields.requestID, in: body) ?? header("x-amz-request-id"),
+                  hostID: XMLScan.first(Fields.hostID, in: body) ?? header("x-amz-id-2"),
+                  region: XMLScan.first(Fields.region, in: body) ?? header("x-amz-bucket-region"),
                   retryAfterMilliseconds: header("x-amz-retry-after").flatMap { Int($0) },
                   operation: operation, object: object)
+    }
+
+    /// The error document's elements, their tags made once rather than for every failed call.
+    private enum Fields {
+        static let code = XMLElementTag("Code"), message = XMLElementTag("Message"), requestID = XMLElementTag("RequestId")
+        static let hostID = XMLElementTag("HostId"), region = XMLElementTag("Region")
     }
 
     /// What HEAD responses (no body) mean by their status.

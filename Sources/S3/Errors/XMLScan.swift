@@ -6,12 +6,14 @@ enum XMLScan {
     /// The text of the first `<tag>…</tag>` in `xml`, entities decoded; "" for `<tag/>`; nil when absent.
     /// Searched as bytes: Foundation's `range(of:)` goes through CFString on Linux, which was most of the cost of
     /// reading an error answer.
-    static func first(_ tag: String, in xml: [UInt8]) -> String? {
-        guard let inner = XMLElementTag(tag).inner(in: xml) else {
-            return ByteSearch.find(Array("<\(tag)/>".utf8), in: xml) != nil ? "" : nil
+    static func first(_ element: XMLElementTag, in xml: [UInt8]) -> String? {
+        guard let inner = element.inner(in: xml) else {
+            return ByteSearch.find(element.empty, in: xml) != nil ? "" : nil
         }
-        return unescape(Substring(String(decoding: xml[inner], as: UTF8.self)))
+        return unescape(xml[inner])
     }
+
+    static func first(_ tag: String, in xml: [UInt8]) -> String? { first(XMLElementTag(tag), in: xml) }
 
     static func first(_ tag: String, in xml: Substring) -> String? { first(tag, in: Array(xml.utf8)) }
 
@@ -33,35 +35,40 @@ enum XMLScan {
 
     static func unescape(_ s: Substring) -> String {
         guard s.utf8.contains(0x26) else { return String(s) }  // '&'
+        return unescape(Array(s.utf8)[...])
+    }
 
-        var out = ""
+    /// The five predefined entities and numeric character references decoded; anything else kept as it is. Byte by
+    /// byte: this runs for every error answer, and walking Characters cost more than the rest of reading one.
+    static func unescape(_ s: ArraySlice<UInt8>) -> String {
+        guard s.contains(0x26) else { return String(decoding: s, as: UTF8.self) }  // '&'
+        var out: [UInt8] = []
+        out.reserveCapacity(s.count)
         var i = s.startIndex
         while i < s.endIndex {
-            if s[i] == "&", let semi = s[i...].firstIndex(of: ";"), s.distance(from: i, to: semi) <= 10 {
-                let entity = s[s.index(after: i)..<semi]
-                var replacement: String?
-                switch entity {
-                case "amp": replacement = "&"
-                case "lt": replacement = "<"
-                case "gt": replacement = ">"
-                case "quot": replacement = "\""
-                case "apos": replacement = "'"
-                default:
-                    if entity.hasPrefix("#x"), let v = UInt32(entity.dropFirst(2), radix: 16), let u = Unicode.Scalar(v) {
-                        replacement = String(u)
-                    } else if entity.hasPrefix("#"), let v = UInt32(entity.dropFirst()), let u = Unicode.Scalar(v) {
-                        replacement = String(u)
-                    }
-                }
-                if let replacement {
-                    out += replacement
-                    i = s.index(after: semi)
-                    continue
-                }
+            if s[i] == 0x26, let semi = s[i..<min(i + 12, s.endIndex)].firstIndex(of: 0x3B),  // '&' … ';'
+               let decoded = entity(s[(i + 1)..<semi]) {
+                decoded.utf8.forEach { out.append($0) }
+                i = semi + 1
+                continue
             }
             out.append(s[i])
-            i = s.index(after: i)
+            i += 1
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `amp`, `lt`, `gt`, `quot`, `apos`, `#N` or `#xH` as the character it stands for; nil for anything else.
+    private static func entity(_ name: ArraySlice<UInt8>) -> Unicode.Scalar? {
+        switch String(decoding: name, as: UTF8.self) {
+        case "amp": return "&"
+        case "lt": return "<"
+        case "gt": return ">"
+        case "quot": return "\""
+        case "apos": return "'"
+        case let n where n.hasPrefix("#x"): return UInt32(n.dropFirst(2), radix: 16).flatMap(Unicode.Scalar.init)
+        case let n where n.hasPrefix("#"): return UInt32(n.dropFirst()).flatMap(Unicode.Scalar.init)
+        default: return nil
+        }
     }
 }
