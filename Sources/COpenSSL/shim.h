@@ -34,6 +34,26 @@ static inline unsigned char *reencryptd_hmac_sha256(const void *key, int keylen,
     SHA256_Init(&ctx); SHA256_Update(&ctx, pad, 64); SHA256_Update(&ctx, inner, 32); SHA256_Final(out, &ctx);
     return out;
 }
+// An HMAC-SHA256 key with its two padded blocks hashed once (RFC 2104 section 4): SigV4 signs every request of a day
+// with the same derived key, so each signature then costs two SHA-256 compressions fewer.
+typedef struct { SHA256_CTX inner, outer; } reencryptd_hmac_key;
+static inline void reencryptd_hmac_key_init(reencryptd_hmac_key *h, const void *key, int keylen) {
+    unsigned char k[64], pad[64];
+    memset(k, 0, sizeof k);
+    if (keylen > 64) { reencryptd_sha256(key, (size_t)keylen, k); } else { memcpy(k, key, (size_t)keylen); }
+    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
+    SHA256_Init(&h->inner); SHA256_Update(&h->inner, pad, 64);
+    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
+    SHA256_Init(&h->outer); SHA256_Update(&h->outer, pad, 64);
+}
+static inline void reencryptd_hmac_sha256_with(const reencryptd_hmac_key *h, const void *data, size_t len,
+                                               unsigned char out[32]) {
+    unsigned char inner[32];
+    SHA256_CTX ctx = h->inner;
+    SHA256_Update(&ctx, data, len); SHA256_Final(inner, &ctx);
+    ctx = h->outer;
+    SHA256_Update(&ctx, inner, 32); SHA256_Final(out, &ctx);
+}
 // Streaming MD5 (manifest files are checked against their MD5checksum without holding them in memory).
 static inline EVP_MD_CTX *reencryptd_md5_begin(void) {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();

@@ -195,6 +195,23 @@ public enum ByteSearch {
             }
         }
     }
+
+    /// Whether `text` contains `phrase`, compared as bytes. With Foundation loaded, `String.contains(_:)` resolves
+    /// to `range(of:)`, which goes through CFString on Linux: microseconds for one short error message.
+    public static func contains(_ phrase: String, in text: String) -> Bool {
+        var text = text, phrase = phrase
+        return text.withUTF8 { t in
+            phrase.withUTF8 { p in
+                guard let first = p.first else { return true }
+                var i = 0
+                while i + p.count <= t.count {
+                    if t[i] == first && memcmp(t.baseAddress! + i, p.baseAddress!, p.count) == 0 { return true }
+                    i += 1
+                }
+                return false
+            }
+        }
+    }
 }
 
 /// An XML element's open and close tags as bytes, made once, and where the element's text is: for S3's flat documents

@@ -43,7 +43,7 @@ public final class SimService: @unchecked Sendable {
     private var random = SplitMix64(seed: 0x5EED)
     private var requestCounter: UInt64 = 0
     /// Signing keys by credential scope (`AKID/day/region/s3/aws4_request`); emptied when a credential changes.
-    private var signingKeys: [String: [UInt8]] = [:]
+    private var signingKeys: [String: Crypto.HMACKey] = [:]
     private var dateSecond = 0
     private var dateHeader = ""
 
@@ -265,7 +265,7 @@ public final class SimService: @unchecked Sendable {
         let scope = bytes(auth.day.lowerBound..<auth.credential.upperBound)  // day/region/s3/aws4_request
         let stringToSign = SigV4Signer.stringToSign(canonicalRequest: canonical, amzDate: amzDate, scope: scope)
         let key = signingKey(credential, request: request, auth: auth)
-        let signature = Crypto.hmacSHA256(key: key, stringToSign)
+        let signature = key.mac(stringToSign)
         guard HexDigit.matches(bytes(auth.signature), signature) else {
             return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch, extra: [
                 ("AWSAccessKeyId", accessKeyID), ("StringToSign", String(decoding: stringToSign, as: UTF8.self)),
@@ -278,12 +278,12 @@ public final class SimService: @unchecked Sendable {
     static let amzPrefix = Array("x-amz-".utf8)
 
     /// kSigning for the credential's secret, day and region, derived once and cached (as S3 and the SDKs do).
-    private func signingKey(_ credential: SimCredential, request: SimRequest, auth: AuthorizationHeader) -> [UInt8] {
+    private func signingKey(_ credential: SimCredential, request: SimRequest, auth: AuthorizationHeader) -> Crypto.HMACKey {
         let scope = request.text(auth.credential)
         if let key = lock.withLock({ signingKeys[scope] }) { return key }
-        let key = SigV4Signer(service: "s3", region: request.text(auth.region))
+        let key = Crypto.HMACKey(SigV4Signer(service: "s3", region: request.text(auth.region))
             .signingKey(credentials: AWSCredentials(accessKeyID: credential.accessKeyID, secretAccessKey: credential.secretAccessKey),
-                        day: request.text(auth.day))
+                        day: request.text(auth.day)))
         lock.withLock { signingKeys[scope] = key }
         return key
     }

@@ -66,6 +66,16 @@ final class ClassificationTests: XCTestCase {
         XCTAssertEqual(XMLText.escape("a&b"), "a&amp;b")
     }
 
+    /// Messages are matched as bytes: found anywhere, case-sensitively, across non-ASCII text.
+    func testPhrasesAreFoundAsBytes() {
+        XCTAssertTrue(ByteSearch.contains("Object Lock", in: "can’t be updated: S3 Object Lock."))
+        XCTAssertTrue(ByteSearch.contains("can’t", in: "it can’t"))
+        XCTAssertFalse(ByteSearch.contains("object lock", in: "S3 Object Lock"))
+        XCTAssertFalse(ByteSearch.contains("AWS KMS key", in: "AWS KMS"))
+        XCTAssertFalse(ByteSearch.contains("KMS", in: ""))
+        XCTAssertTrue(ByteSearch.contains("", in: "anything"))
+    }
+
     /// Numeric references become their character; what is not an entity stays as it was.
     func testEntitiesAreDecodedAndAnythingElseKept() {
         let cases = ["&#x2713; &#10003; &#65;": "✓ ✓ A", "AT&T; & &unknown; &amp": "AT&T; & &unknown; &amp",

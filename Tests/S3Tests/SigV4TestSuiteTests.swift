@@ -105,6 +105,23 @@ final class SigV4TestSuiteTests: XCTestCase {
         XCTAssertEqual(signed.signature, "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
     }
 
+    /// RFC 4231 test cases 1, 2 and 6 (a key longer than a block), one-shot and with the key made once.
+    func testHMACSHA256MatchesRFC4231() {
+        let cases: [([UInt8], String, String)] = [
+            ([UInt8](repeating: 0x0b, count: 20), "Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+            (Array("Jefe".utf8), "what do ya want for nothing?", "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+            ([UInt8](repeating: 0xaa, count: 131), "Test Using Larger Than Block-Size Key - Hash Key First",
+             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
+        ]
+        for (key, data, expected) in cases {
+            XCTAssertEqual(Crypto.hex(Crypto.hmacSHA256(key: key, Array(data.utf8))), expected, data)
+            let made = Crypto.HMACKey(key)
+            XCTAssertEqual(Crypto.hex(made.mac(Array(data.utf8))), expected, data)
+            XCTAssertEqual(Crypto.hex(made.mac(Array(data.utf8))), expected, "the key is reusable: \(data)")
+        }
+        XCTAssertEqual(Crypto.sha256Hex([UInt8]()), Crypto.emptySHA256)
+    }
+
     func testAmzDateFormatsAndParses() {
         let d = SigV4Date(secondsSince1970: 1_440_938_160)
         XCTAssertEqual(d.amzDate, "20150830T123600Z")

@@ -124,7 +124,11 @@ public final class S3Client: @unchecked Sendable {
                                             operation: request.operation, object: object)))
             case .response(let response):
                 if (200..<300).contains(response.status) && !(response.status == 200 && S3Error.isErrorDocument(response.body)) {
-                    if let learnt = response.header("x-amz-bucket-region") { lock.withLock { bucketRegions[request.bucket] = learnt } }
+                    // A success was signed for the right region; only HeadBucket is asked in order to learn it (as
+                    // botocore's region redirector does), so other successes skip the header search.
+                    if request.operation == "HeadBucket", let learnt = response.header("x-amz-bucket-region") {
+                        lock.withLock { bucketRegions[request.bucket] = learnt }
+                    }
                     completion(.success(response))
                     return
                 }

@@ -52,7 +52,7 @@ public enum Classifier {
     public static func classify(_ error: S3Error) -> Classification {
         let code = error.code
         if error.status == 429 || throttlingCodes.contains(code) {
-            return .retryable(.throttled(kms: error.message.contains("AWS KMS")))
+            return .retryable(.throttled(kms: ByteSearch.contains("AWS KMS", in: error.message)))
         }
         if clockSkewCodes.contains(code) && code != "InvalidSignatureException" { return .clockSkew }
         if credentialCodes.contains(code) { return .expiredCredentials }
@@ -68,7 +68,7 @@ public enum Classifier {
         if code == "InvalidRequest" {
             // "…doesn't supported unencrypted source objects…", "…doesn't support source objects with the encryption
             // type DSSE-KMS or SSE-C…": the object's current encryption, not our request, is the problem.
-            return .terminal(error.message.contains("source objects") ? .unsupportedEncryption : .invalidRequest)
+            return .terminal(ByteSearch.contains("source objects", in: error.message) ? .unsupportedEncryption : .invalidRequest)
         }
         if transientCodes.contains(code) || error.status >= 500 || error.status == 0 { return .retryable(.transient) }
         if error.status == 403 {
@@ -79,10 +79,11 @@ public enum Classifier {
     }
 
     static func accessDeniedClass(_ message: String) -> OutcomeClass {
-        if message.contains("Object Lock") { return .objectLock }
+        if ByteSearch.contains("Object Lock", in: message) { return .objectLock }
         // "The Amazon Web Services KMS key in the request must be owned by the same account as the bucket…",
         // "…KMS key must be from the same organization…", "…isn't part of an organization in Organizations…".
-        if message.contains("KMS key"), message.contains("same account") || message.contains("organization") {
+        if ByteSearch.contains("KMS key", in: message),
+           ByteSearch.contains("same account", in: message) || ByteSearch.contains("organization", in: message) {
             return .kmsKeyDenied
         }
         return .accessDenied

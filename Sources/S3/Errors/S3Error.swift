@@ -71,9 +71,9 @@ public struct S3Error: Error, Sendable, Equatable, CustomStringConvertible {
     /// Whether a 200 response body is really an error document (S3 can send one on a 200; the SDKs retry it).
     public static func isErrorDocument(_ body: [UInt8]) -> Bool {
         guard body.count >= 7 else { return false }
-        let head = String(decoding: body.prefix(256), as: UTF8.self)
-        return head.contains("<Error>")
+        return ByteSearch.find(errorOpenTag, in: body.count <= 256 ? body : Array(body.prefix(256))) != nil
     }
+    private static let errorOpenTag = Array("<Error>".utf8)
 
     public var description: String {
         var text = "\(operation)"

@@ -96,7 +96,7 @@ public struct S3Endpoint: Sendable, Equatable {
         case .never: return false
         case .auto:
             if customIsLiteral { return true }
-            return scheme == "https" && bucket.contains(".")
+            return scheme == "https" && bucket.utf8.contains(0x2E)  // '.'
         }
     }
 

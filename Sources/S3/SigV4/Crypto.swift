@@ -29,6 +29,24 @@ public enum Crypto {
         data.withUnsafeBytes { hmacSHA256(key: key, $0) }
     }
 
+    /// An HMAC-SHA256 key made once for many messages (the day's SigV4 signing key).
+    public struct HMACKey: @unchecked Sendable {
+        // Two SHA256_CTX values: plain C data, copied by value, never shared mutably.
+        private var state = reencryptd_hmac_key()
+
+        public init(_ key: [UInt8]) {
+            key.withUnsafeBytes { reencryptd_hmac_key_init(&state, $0.baseAddress, Int32($0.count)) }
+        }
+
+        public func mac(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: 32)
+            withUnsafePointer(to: state) { reencryptd_hmac_sha256_with($0, data.baseAddress, data.count, &out) }
+            return out
+        }
+
+        public func mac<C: ContiguousBytes>(_ data: C) -> [UInt8] { data.withUnsafeBytes { mac($0) } }
+    }
+
     public static func md5<C: ContiguousBytes>(_ bytes: C) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 16)
         bytes.withUnsafeBytes { _ = reencryptd_md5($0.baseAddress, $0.count, &out) }

@@ -135,7 +135,7 @@ public final class SigV4Signer: @unchecked Sendable {
     public let service: String
     public let region: String
     // Guarded by `lock`; @unchecked Sendable is sound because nothing else touches it.
-    private var keyCache: (day: String, accessKeyID: String, secret: String, key: [UInt8], scope: String)?
+    private var keyCache: (day: String, accessKeyID: String, secret: String, key: [UInt8], hmac: Crypto.HMACKey, scope: String)?
     private let lock = NSLock()
 
     public init(service: String, region: String) {
@@ -310,11 +310,11 @@ public final class SigV4Signer: @unchecked Sendable {
     /// have one, `x-amz-security-token`) so that they are signed.
     public func sign(_ request: SigV4Request, credentials: AWSCredentials, date: SigV4Date) -> Signed {
         let (canonical, signedHeaders) = canonicalRequestBytes(request)
-        let (key, scope) = signingKey(credentials: credentials, day: date.day)
+        let (hmac, scope) = signingKey(credentials: credentials, day: date.day)
         let stringToSign = Self.stringToSign(canonicalRequest: canonical, amzDate: date.amzDate.utf8, scope: scope.utf8)
         var signature: [UInt8] = []
         signature.reserveCapacity(64)
-        HexDigit.append(Crypto.hmacSHA256(key: key, stringToSign), to: &signature)
+        HexDigit.append(hmac.mac(stringToSign), to: &signature)
         var authorization: [UInt8] = []
         authorization.reserveCapacity(200 + signedHeaders.count)
         authorization += "AWS4-HMAC-SHA256 Credential=".utf8
@@ -349,22 +349,29 @@ public final class SigV4Signer: @unchecked Sendable {
 
     /// kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, day), region), service), "aws4_request").
     public func signingKey(credentials: AWSCredentials, day: String) -> [UInt8] {
-        signingKey(credentials: credentials, day: day).key
+        lock.withLock { derive(credentials: credentials, day: day).key }
     }
 
-    /// The key and the credential scope for `day`, derived once per day and access key.
-    func signingKey(credentials: AWSCredentials, day: String) -> (key: [UInt8], scope: String) {
-        lock.lock()
-        defer { lock.unlock() }
+    /// The key (ready for HMAC) and the credential scope for `day`, derived once per day and access key.
+    func signingKey(credentials: AWSCredentials, day: String) -> (hmac: Crypto.HMACKey, scope: String) {
+        lock.withLock {
+            let c = derive(credentials: credentials, day: day)
+            return (c.hmac, c.scope)
+        }
+    }
+
+    /// The cached key for `day`, or a new one (then cached). Called under `lock`.
+    private func derive(credentials: AWSCredentials, day: String) -> (key: [UInt8], hmac: Crypto.HMACKey, scope: String) {
         if let c = keyCache, c.day == day, c.accessKeyID == credentials.accessKeyID, c.secret == credentials.secretAccessKey {
-            return (c.key, c.scope)
+            return (c.key, c.hmac, c.scope)
         }
         let kDate = Crypto.hmacSHA256(key: Array(("AWS4" + credentials.secretAccessKey).utf8), Array(day.utf8))
         let kRegion = Crypto.hmacSHA256(key: kDate, Array(region.utf8))
         let kService = Crypto.hmacSHA256(key: kRegion, Array(service.utf8))
         let key = Crypto.hmacSHA256(key: kService, Array("aws4_request".utf8))
         let scope = scope(day: day)
-        keyCache = (day, credentials.accessKeyID, credentials.secretAccessKey, key, scope)
-        return (key, scope)
+        let hmac = Crypto.HMACKey(key)
+        keyCache = (day, credentials.accessKeyID, credentials.secretAccessKey, key, hmac, scope)
+        return (key, hmac, scope)
     }
 }
