@@ -8,8 +8,9 @@ import XCTest
 /// (`CurlTransport.watch`); these show that a closed one is replaced, never left unwatched (a request would then
 /// wait for its timeout, which these tests set to 3 s so that it fails them).
 final class TransportTests: XCTestCase {
-    private func client(for url: String) throws -> S3Client {
+    private func client(for url: String, connections: Int = 512) throws -> S3Client {
         var transport = TransportConfiguration()
+        transport.maxHostConnections = connections
         transport.requestTimeout = 3
         transport.connectTimeout = 2
         transport.drivers = 1
@@ -53,6 +54,35 @@ final class TransportTests: XCTestCase {
             guard case .success = await Self.get(client, i) else { return XCTFail("request \(i) failed") }
         }
         XCTAssertEqual(client.transport.epollChanges, before, "epoll calls for 50 requests on a kept-alive connection")
+    }
+
+    /// A driver spreads its connections over several multi handles (`ConnectionPool`): together they keep to the
+    /// connection cap, and a later round of requests reuses the connections the first one opened, whichever pool
+    /// each request lands in.
+    func testPoolsKeepToTheCapAndReuseTheirConnections() async throws {
+        let stub = StubServer()
+        let url = try stub.start(recording: false) { _ in (200, [], "answer") }
+        defer { stub.stop() }
+        let cap = ConnectionPool.connections * 2 + 2  // three pools
+        let client = try client(for: url, connections: cap)
+        defer { client.shutdown() }
+        func round(_ n: Int) async -> Int {
+            await withTaskGroup(of: Bool.self) { group in
+                for i in 0..<n { group.addTask { if case .success = await TransportTests.get(client, i) { return true } else { return false } } }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+        }
+        let first = await round(cap * 3)
+        XCTAssertEqual(first, cap * 3)
+        let opened = client.transport.connectionsOpened
+        XCTAssertGreaterThan(opened, ConnectionPool.connections, "more than one pool's worth of connections was used")
+        XCTAssertLessThanOrEqual(opened, cap, "the cap holds across pools")
+        // Later rounds spread over the pools, each of which kept a share of those connections.
+        for _ in 0..<3 {
+            let later = await round(ConnectionPool.connections)
+            XCTAssertEqual(later, ConnectionPool.connections)
+        }
+        XCTAssertEqual(client.transport.connectionsOpened, opened, "later rounds reused the first round's connections")
     }
 
     /// The server drops idle connections without a word (an idle timeout): a parked socket turns readable at EOF.

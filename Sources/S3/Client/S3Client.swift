@@ -53,9 +53,11 @@ public final class S3Client: @unchecked Sendable {
         self.clock = clock
         requestSigner = S3RequestSigner(endpoint: configuration.endpoint, userAgent: configuration.userAgent)
         let drivers = max(1, configuration.transport.drivers)
-        var each = configuration.transport
-        each.maxHostConnections = max(1, (configuration.transport.maxHostConnections + drivers - 1) / drivers)
-        transports = try (0..<drivers).map { _ in try CurlTransport(configuration: each) }
+        transports = try (0..<drivers).map { index in
+            var each = configuration.transport
+            each.maxHostConnections = CurlTransport.share(of: configuration.transport.maxHostConnections, part: index, parts: drivers)
+            return try CurlTransport(configuration: each)
+        }
     }
 
     public func shutdown() { for t in transports { t.shutdown() } }

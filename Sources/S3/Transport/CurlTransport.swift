@@ -93,14 +93,16 @@ public struct TransportConfiguration: Sendable {
 
 /// libcurl's multi interface on one driver thread, event-driven: `curl_multi_socket_action` with our own epoll, so
 /// each pass touches only the sockets that are ready (`curl_multi_perform` checks every transfer on every call, which
-/// costs O(transfers) per completion). Thousands of transfers in flight, connections kept alive in the multi handle's
-/// cache, completions delivered by callback on the driver thread (callers must hand heavy work elsewhere).
+/// costs O(transfers) per completion). Thousands of transfers in flight, connections kept alive in the caches of a few
+/// multi handles (`ConnectionPool`), completions delivered by callback on the driver thread (callers must hand heavy
+/// work elsewhere).
 /// No thread is blocked per request.
 /// https://curl.se/libcurl/c/curl_multi_socket_action.html ; https://curl.se/libcurl/c/libcurl-thread.html
 public final class CurlTransport: @unchecked Sendable {
     public typealias Completion = @Sendable (TransportResult) -> Void
 
-    private let multi: UnsafeMutableRawPointer
+    /// The driver's multi handles, each with its own connections (see `ConnectionPool`).
+    private var pools: [ConnectionPool] = []
     private let configuration: TransportConfiguration
     private let epoll: Int32
     private let wakeFD: Int32
@@ -121,17 +123,20 @@ public final class CurlTransport: @unchecked Sendable {
     /// a handle that served the same kind of request only needs the per-request ones.
     private var idleHandles: [(easy: UnsafeMutableRawPointer, method: String)] = []
     private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
-    /// What each socket is registered for in epoll (bit 1 readable, bit 2 writable), and whether libcurl still wants
-    /// it watched. See `watch`.
-    private var registered: [Int32: (mask: Int32, parked: Bool)] = [:]
+    /// The handles one round found finished, with their results (kept to reuse its storage).
+    private var finished: [(easy: UnsafeMutableRawPointer, result: CURLcode)] = []
+    /// What each socket is registered for in epoll (bit 1 readable, bit 2 writable), whether libcurl still wants it
+    /// watched (see `watch`), and the pool whose multi handle asked for it.
+    private var registered: [Int32: (mask: Int32, parked: Bool, pool: Int)] = [:]
     /// The sockets libcurl opened for connections (through `curlOpenSocket`), until it closes them (`curlCloseSocket`).
     fileprivate var connectionSockets: Set<Int32> = []
-    /// When libcurl wants `socket_action(CURL_SOCKET_TIMEOUT)`, in monotonic seconds; nil for never.
-    fileprivate var timerDeadline: Double?
 
     /// epoll registrations added, changed or removed so far (tests check that kept-alive requests need none).
     var epollChanges: Int { lock.withLock { epollChangeCount } }
     private var epollChangeCount = 0
+    /// Connection sockets opened so far (tests check the cap across pools, and reuse).
+    var connectionsOpened: Int { lock.withLock { connectionsOpenedCount } }
+    private var connectionsOpenedCount = 0
 
     /// Transfers in flight or queued (for metrics).
     public var inFlight: Int { lock.withLock { activeCount } }
@@ -144,24 +149,28 @@ public final class CurlTransport: @unchecked Sendable {
 
     public init(configuration: TransportConfiguration = TransportConfiguration()) throws {
         _ = Self.globalInit
-        guard let multi = curl_multi_init() else { throw S3ClientError.transport("curl_multi_init failed") }
         let ep = reencryptd_epoll_create()
         let wake = reencryptd_eventfd()
         guard ep >= 0, wake >= 0, reencryptd_epoll_set(ep, wake, 1, 0, 1) == 0 else {
-            curl_multi_cleanup(multi)
-            throw S3ClientError.transport("cannot create the transport's epoll/eventfd: \(String(cString: strerror(errno)))")
+            let reason = String(cString: strerror(errno))
+            if ep >= 0 { close(ep) }
+            if wake >= 0 { close(wake) }
+            throw S3ClientError.transport("cannot create the transport's epoll/eventfd: \(reason)")
         }
-        self.multi = multi
         self.configuration = configuration
         epoll = ep
         wakeFD = wake
-        _ = reencryptd_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, configuration.maxHostConnections)
-        _ = reencryptd_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, configuration.maxHostConnections * 2)
-        let me = Unmanaged.passUnretained(self).toOpaque()
-        _ = reencryptd_multi_setopt_socketfunction(multi, curlSocketCallback)
-        _ = reencryptd_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, me)
-        _ = reencryptd_multi_setopt_timerfunction(multi, curlTimerCallback)
-        _ = reencryptd_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, me)
+        let count = ConnectionPool.count(forConnections: configuration.maxHostConnections)
+        for index in 0..<count {
+            let share = Self.share(of: configuration.maxHostConnections, part: index, parts: count)
+            guard let pool = ConnectionPool(index: index, transport: self, maxHostConnections: share) else {
+                pools.forEach { curl_multi_cleanup($0.multi) }
+                close(ep)
+                close(wake)
+                throw S3ClientError.transport("curl_multi_init failed")
+            }
+            pools.append(pool)
+        }
         let thread = Thread { [unowned self] in self.drive() }
         thread.name = "reencryptd-curl"
         thread.start()
@@ -180,7 +189,7 @@ public final class CurlTransport: @unchecked Sendable {
 
     deinit {
         for h in idleHandles { curl_easy_cleanup(h.easy) }
-        curl_multi_cleanup(multi)
+        for pool in pools { curl_multi_cleanup(pool.multi) }
         close(epoll)
         close(wakeFD)
     }
@@ -219,6 +228,11 @@ public final class CurlTransport: @unchecked Sendable {
         if wake { reencryptd_eventfd_signal(wakeFD) }
     }
 
+    /// Part `part` of `total` split into `parts` nearly equal whole shares that add up to `total` (at least 1 each).
+    public static func share(of total: Int, part: Int, parts: Int) -> Int {
+        max(1, total / parts + (part < total % parts ? 1 : 0))
+    }
+
     // MARK: Driver thread
 
     static let submitPollMilliseconds: Int32 = 1
@@ -254,12 +268,17 @@ public final class CurlTransport: @unchecked Sendable {
                     if idle?.method.isEmpty == false { curl_easy_reset(easy) }
                     configure(easy, t)
                 }
+                // The pool with the fewest transfers: it has the most idle connections to reuse.
+                var pool = pools[0]
+                for p in pools.dropFirst() where p.active < pool.active { pool = p }
+                pool.active += 1
+                t.pool = pool.index
                 transfers[easy] = t
-                curl_multi_add_handle(multi, easy)  // sets a 0 ms timer: the next pass starts it
+                curl_multi_add_handle(pool.multi, easy)  // sets a 0 ms timer: the next pass starts it
             }
             // Wait for ready sockets, the timer, or a wake-up; not at all when work is already queued.
             var timeout: Int32 = 1000
-            if let deadline = timerDeadline {
+            if let deadline = pools.compactMap(\.timerDeadline).min() {
                 timeout = Int32(max(0, min(1000, ((deadline - Self.monotonic()) * 1000).rounded(.up))))
             }
             // With transfers in flight the driver wakes within `submitPoll` anyway and picks up what was submitted
@@ -287,7 +306,8 @@ public final class CurlTransport: @unchecked Sendable {
                     reencryptd_eventfd_drain(wakeFD)
                     continue
                 }
-                if let r = registered[fds[i]], r.parked {
+                guard let r = registered[fds[i]] else { continue }
+                if r.parked {
                     unpark(fds[i])
                     continue
                 }
@@ -295,21 +315,29 @@ public final class CurlTransport: @unchecked Sendable {
                 if flags[i] & 1 != 0 { mask |= CURL_CSELECT_IN }
                 if flags[i] & 2 != 0 { mask |= CURL_CSELECT_OUT }
                 if flags[i] & 4 != 0 { mask |= CURL_CSELECT_ERR }
-                curl_multi_socket_action(multi, fds[i], mask, &running)
+                curl_multi_socket_action(pools[r.pool].multi, fds[i], mask, &running)
             }
-            if let deadline = timerDeadline, Self.monotonic() >= deadline {
-                timerDeadline = nil
-                curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running)
+            let now = Self.monotonic()
+            for pool in pools {
+                guard let deadline = pool.timerDeadline, now >= deadline else { continue }
+                pool.timerDeadline = nil
+                curl_multi_socket_action(pool.multi, CURL_SOCKET_TIMEOUT, 0, &running)
             }
-            collectCompletions()
+            for pool in pools { collectCompletions(pool) }
         }
     }
 
-    private func collectCompletions() {
+    private func collectCompletions(_ pool: ConnectionPool) {
         var result = CURLE_OK
         var done: Int32 = 0
-        while let easy = reencryptd_multi_info_read(multi, &result, &done), done == 1 {
-            curl_multi_remove_handle(multi, easy)
+        // Every message is read before any handle is removed: curl_multi_remove_handle searches the unread messages
+        // for one from its handle, so removing as each is read cost O(k²) for k completions in one round (hundreds
+        // at 512 in flight). https://curl.se/libcurl/c/curl_multi_info_read.html
+        finished.removeAll(keepingCapacity: true)
+        while let easy = reencryptd_multi_info_read(pool.multi, &result, &done), done == 1 { finished.append((easy, result)) }
+        for (easy, result) in finished {
+            curl_multi_remove_handle(pool.multi, easy)
+            pool.active -= 1
             guard let t = transfers.removeValue(forKey: easy) else { continue }
             let outcome: TransportResult
             if result == CURLE_OK {
@@ -335,7 +363,7 @@ public final class CurlTransport: @unchecked Sendable {
         let aborted = TransportResult.failure(code: Int32(CURLE_ABORTED_BY_CALLBACK.rawValue), message: "the transport is shutting down")
         for t in batch { t.completion(aborted) }
         for (easy, t) in transfers {
-            curl_multi_remove_handle(multi, easy)
+            curl_multi_remove_handle(pools[t.pool].multi, easy)
             curl_easy_cleanup(easy)
             t.completion(aborted)
         }
@@ -351,7 +379,7 @@ public final class CurlTransport: @unchecked Sendable {
     /// for connections are parked, and `curlCloseSocket` forgets them, so a recycled descriptor number (libcurl's
     /// resolver socketpair, say) is never mistaken for a registration the kernel already dropped at close.
     /// https://curl.se/libcurl/c/CURLMOPT_SOCKETFUNCTION.html
-    fileprivate func watch(_ fd: Int32, what: Int32) {
+    fileprivate func watch(_ fd: Int32, what: Int32, pool: Int) {
         if what == CURL_POLL_REMOVE {
             guard let current = registered[fd] else { return }
             if connectionSockets.contains(fd) {
@@ -362,7 +390,7 @@ public final class CurlTransport: @unchecked Sendable {
                         return
                     }
                 }
-                registered[fd] = (1, true)
+                registered[fd] = (1, true, pool)
             } else {
                 registered[fd] = nil
                 epollRemove(fd)
@@ -373,14 +401,14 @@ public final class CurlTransport: @unchecked Sendable {
         let writable: Int32 = (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) ? 1 : 0
         let mask = readable | writable << 1
         if let current = registered[fd] {
-            registered[fd] = (mask, false)
+            registered[fd] = (mask, false, pool)
             if current.mask == mask { return }
             if epollSet(fd, readable, writable, add: false) != 0 {
                 // The descriptor was closed and reused under us: register it afresh.
                 _ = epollSet(fd, readable, writable, add: true)
             }
         } else {
-            registered[fd] = (mask, false)
+            registered[fd] = (mask, false, pool)
             if epollSet(fd, readable, writable, add: true) != 0 {
                 _ = epollSet(fd, readable, writable, add: false)
             }
@@ -402,6 +430,13 @@ public final class CurlTransport: @unchecked Sendable {
     private func unpark(_ fd: Int32) {
         registered[fd] = nil
         epollRemove(fd)
+    }
+
+    /// libcurl opened a connection socket.
+    fileprivate func opened(_ fd: Int32) {
+        forget(fd)  // a stale note under a recycled number
+        connectionSockets.insert(fd)
+        lock.withLock { connectionsOpenedCount += 1 }
     }
 
     /// libcurl closed a connection socket: the kernel dropped its registration; drop ours.
@@ -480,6 +515,8 @@ final class Transfer {
     /// The header lines of the response being received, as received.
     var responseHeaders: [UInt8] = []
     var responseBody: [UInt8] = []
+    /// The connection pool whose multi handle runs this transfer (set by the driver).
+    var pool = 0
     /// Where a 2xx body goes when streaming to a file; -1 for memory.
     var downloadFD: Int32 = -1
     /// The status of the response being received (from its status line), to route the body.
@@ -606,7 +643,8 @@ private let curlHeader: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, 
 
 private let curlSocketCallback: reencryptd_socket_cb = { _, fd, what, userp, _ in
     guard let userp else { return 0 }
-    Unmanaged<CurlTransport>.fromOpaque(userp).takeUnretainedValue().watch(fd, what: what)
+    let pool = Unmanaged<ConnectionPool>.fromOpaque(userp).takeUnretainedValue()
+    pool.transport.watch(fd, what: what, pool: pool.index)
     return 0
 }
 
@@ -616,9 +654,7 @@ private let curlOpenSocket: reencryptd_opensocket_cb = { clientp, _, address in
     guard let clientp, let address else { return CURL_SOCKET_BAD }
     let fd = socket(address.pointee.family, address.pointee.socktype, address.pointee.protocol)
     guard fd >= 0 else { return CURL_SOCKET_BAD }
-    let transport = Unmanaged<CurlTransport>.fromOpaque(clientp).takeUnretainedValue()
-    transport.forget(fd)  // a stale note under a recycled number
-    transport.connectionSockets.insert(fd)
+    Unmanaged<CurlTransport>.fromOpaque(clientp).takeUnretainedValue().opened(fd)
     return fd
 }
 
@@ -630,9 +666,47 @@ private let curlCloseSocket: reencryptd_closesocket_cb = { clientp, fd in
 
 private let curlTimerCallback: reencryptd_timer_cb = { _, timeoutMs, userp in
     guard let userp else { return 0 }
-    let transport = Unmanaged<CurlTransport>.fromOpaque(userp).takeUnretainedValue()
-    transport.timerDeadline = timeoutMs < 0 ? nil : CurlTransport.monotonic() + Double(timeoutMs) / 1000
+    let pool = Unmanaged<ConnectionPool>.fromOpaque(userp).takeUnretainedValue()
+    pool.timerDeadline = timeoutMs < 0 ? nil : CurlTransport.monotonic() + Double(timeoutMs) / 1000
     return 0
+}
+
+/// One multi handle and the connections it keeps, used by one driver thread. libcurl 7.88 walks a multi handle's
+/// connections twice for every request: looking for an idle one to reuse (the host's whole list, from the start), and
+/// in `curl_multi_remove_handle`, where it looks through the whole cache for a connect-only connection to close. At 512
+/// connections in one handle those walks cost a fifth of the client's time per request, so a driver spreads its
+/// connections over pools of at most `connections` each and gives each new transfer to the pool with the fewest in
+/// flight (the one with idle connections).
+final class ConnectionPool {
+    /// Few enough that the walks stay short, enough that a handful of pools covers thousands of transfers. At 64
+    /// connections per pool the client's cost per request is the same as with 64 connections in all.
+    static let connections = 64
+
+    static func count(forConnections total: Int) -> Int { max(1, (total + connections - 1) / connections) }
+
+    let index: Int
+    let multi: UnsafeMutableRawPointer
+    // unowned(unsafe), as the callbacks' Unmanaged pointers are: libcurl may call back while the transport's deinit
+    // cleans up the multi handles, when a checked unowned reference would trap.
+    unowned(unsafe) let transport: CurlTransport
+    /// Transfers added to `multi` and not yet removed.
+    var active = 0
+    /// When libcurl wants `socket_action(CURL_SOCKET_TIMEOUT)` on `multi`, in monotonic seconds; nil for never.
+    var timerDeadline: Double?
+
+    init?(index: Int, transport: CurlTransport, maxHostConnections: Int) {
+        guard let multi = curl_multi_init() else { return nil }
+        self.index = index
+        self.multi = multi
+        self.transport = transport
+        _ = reencryptd_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxHostConnections)
+        _ = reencryptd_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxHostConnections * 2)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        _ = reencryptd_multi_setopt_socketfunction(multi, curlSocketCallback)
+        _ = reencryptd_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, me)
+        _ = reencryptd_multi_setopt_timerfunction(multi, curlTimerCallback)
+        _ = reencryptd_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, me)
+    }
 }
 
 public enum ASCII {
