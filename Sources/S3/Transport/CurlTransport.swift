@@ -278,7 +278,9 @@ public final class CurlTransport: @unchecked Sendable {
             }
             // Wait for ready sockets, the timer, or a wake-up; not at all when work is already queued.
             var timeout: Int32 = 1000
-            if let deadline = pools.compactMap(\.timerDeadline).min() {
+            var deadline: Double?
+            for pool in pools { if let d = pool.timerDeadline, d < deadline ?? .infinity { deadline = d } }
+            if let deadline {
                 timeout = Int32(max(0, min(1000, ((deadline - Self.monotonic()) * 1000).rounded(.up))))
             }
             // With transfers in flight the driver wakes within `submitPoll` anyway and picks up what was submitted
@@ -306,7 +308,10 @@ public final class CurlTransport: @unchecked Sendable {
                     reencryptd_eventfd_drain(wakeFD)
                     continue
                 }
-                guard let r = registered[fds[i]] else { continue }
+                guard let r = registered[fds[i]] else {
+                    epollRemove(fds[i])  // not ours (any more): stop its wake-ups
+                    continue
+                }
                 if r.parked {
                     unpark(fds[i])
                     continue
