@@ -85,6 +85,25 @@ final class TransportTests: XCTestCase {
         XCTAssertEqual(client.transport.connectionsOpened, opened, "later rounds reused the first round's connections")
     }
 
+    /// Driver threads carry their name in the kernel, where `top -H` and `perf` read it.
+    func testDriverThreadsAreNamed() throws {
+        func named() -> Int {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            return tasks.filter {
+                (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8))?.hasPrefix(CurlTransport.threadName) == true
+            }.count
+        }
+        let before = named()
+        var transport = TransportConfiguration()
+        transport.drivers = 2
+        let client = try S3Client(configuration: S3ClientConfiguration(endpoint: try S3Endpoint(url: "http://127.0.0.1:9"), transport: transport),
+                                  credentials: StaticCredentialProvider(AWSCredentials(accessKeyID: "AKIDTEST", secretAccessKey: "secret")))
+        defer { client.shutdown() }
+        let deadline = Date().addingTimeInterval(5)
+        while named() < before + 2, Date() < deadline { usleep(10_000) }
+        XCTAssertEqual(named(), before + 2)
+    }
+
     /// The server drops idle connections without a word (an idle timeout): a parked socket turns readable at EOF.
     /// The next request must go out on a new connection.
     func testIdleConnectionsDroppedByTheServerAreReplaced() async throws {

@@ -171,8 +171,12 @@ public final class CurlTransport: @unchecked Sendable {
             }
             pools.append(pool)
         }
-        let thread = Thread { [unowned self] in self.drive() }
-        thread.name = "reencryptd-curl"
+        let thread = Thread { [unowned self] in
+            // Named from inside: on Linux, Foundation's `Thread.name` set before start did not reach the kernel, and
+            // `top -H` showed the transport threads under the name of the dispatch worker that created them.
+            reencryptd_name_thread(Self.threadName)
+            self.drive()
+        }
         thread.start()
     }
 
@@ -236,6 +240,8 @@ public final class CurlTransport: @unchecked Sendable {
     // MARK: Driver thread
 
     static let submitPollMilliseconds: Int32 = 1
+    /// The driver threads' name in `top -H`, `ps -L` and `perf` (at most 15 bytes).
+    static let threadName = "reencryptd-curl"
 
     static func monotonic() -> Double {
         var ts = timespec()
