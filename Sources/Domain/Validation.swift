@@ -183,34 +183,26 @@ public enum HexDigit {
 public enum ByteSearch {
     /// Where `needle` first starts in `haystack` at or after `start`; nil when absent or when `needle` is empty.
     public static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int = 0) -> Int? {
-        guard !needle.isEmpty, start >= 0, haystack.count - start >= needle.count else { return nil }
-        return haystack.withUnsafeBufferPointer { h in
-            needle.withUnsafeBufferPointer { n in
-                var i = start
-                while i <= h.count - n.count {
-                    if h[i] == n[0] && memcmp(h.baseAddress! + i, n.baseAddress!, n.count) == 0 { return i }
-                    i += 1
-                }
-                return nil
-            }
-        }
+        haystack.withUnsafeBufferPointer { h in needle.withUnsafeBufferPointer { n in find(n, in: h, from: start) } }
     }
 
     /// Whether `text` contains `phrase`, compared as bytes. With Foundation loaded, `String.contains(_:)` resolves
     /// to `range(of:)`, which goes through CFString on Linux: microseconds for one short error message.
     public static func contains(_ phrase: String, in text: String) -> Bool {
+        guard !phrase.isEmpty else { return true }
         var text = text, phrase = phrase
-        return text.withUTF8 { t in
-            phrase.withUTF8 { p in
-                guard let first = p.first else { return true }
-                var i = 0
-                while i + p.count <= t.count {
-                    if t[i] == first && memcmp(t.baseAddress! + i, p.baseAddress!, p.count) == 0 { return true }
-                    i += 1
-                }
-                return false
-            }
+        return text.withUTF8 { t in phrase.withUTF8 { p in find(p, in: t, from: 0) != nil } }
+    }
+
+    /// The one search loop behind both.
+    static func find(_ n: UnsafeBufferPointer<UInt8>, in h: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        guard !n.isEmpty, start >= 0, h.count - start >= n.count else { return nil }
+        var i = start
+        while i <= h.count - n.count {
+            if h[i] == n[0] && memcmp(h.baseAddress! + i, n.baseAddress!, n.count) == 0 { return i }
+            i += 1
         }
+        return nil
     }
 }
 
