@@ -241,16 +241,19 @@ public final class SigV4Signer: @unchecked Sendable {
         return true
     }
 
-    /// Encoded names and values, sorted by encoded name then value (bytes), `&`-joined. One parameter (the common
-    /// `?encryption`) goes straight into `out`.
+    /// Encoded names and values, sorted by encoded name then value (bytes), `&`-joined. When the names need no
+    /// encoding and are already in order (`?encryption`, `?encryption&versionId=…`: every UpdateObjectEncryption
+    /// call) the pairs go straight into `out`, with no copies and no sort.
     static func appendCanonicalQuery(_ query: [(name: String, value: String)], to out: inout [UInt8]) {
-        if query.count == 1 {
-            URIEncoding.append(query[0].name, keepSlash: false, to: &out)
-            out.append(0x3D)
-            URIEncoding.append(query[0].value, keepSlash: false, to: &out)
+        if namesArePlainAndInOrder(query) {
+            for (i, q) in query.enumerated() {
+                if i > 0 { out.append(0x26) }
+                out += q.name.utf8
+                out.append(0x3D)
+                URIEncoding.append(q.value, keepSlash: false, to: &out)
+            }
             return
         }
-        guard !query.isEmpty else { return }
         var encoded: [(name: [UInt8], value: [UInt8])] = query.map {
             var n: [UInt8] = [], v: [UInt8] = []
             URIEncoding.append($0.name, keepSlash: false, to: &n)
@@ -264,6 +267,18 @@ public final class SigV4Signer: @unchecked Sendable {
             out.append(0x3D)
             out += p.value
         }
+    }
+
+    /// Every name is unreserved characters only (its own encoding) and sorts strictly after the one before it.
+    static func namesArePlainAndInOrder(_ query: [(name: String, value: String)]) -> Bool {
+        var previous: Substring.UTF8View?
+        for q in query {
+            let name = q.name.utf8
+            guard name.allSatisfy(URIEncoding.isUnreserved) else { return false }
+            if let previous, !previous.lexicographicallyPrecedes(name[...]) { return false }
+            previous = name[...]
+        }
+        return true
     }
 
     /// Whether `value` is already trimmed with no runs of blanks (then canonicalValue would return it unchanged).
