@@ -21,20 +21,7 @@ static inline int reencryptd_md5(const void *data, size_t len, unsigned char out
     unsigned int n = 0;
     return EVP_Digest(data, len, out, &n, EVP_md5(), NULL);
 }
-// HMAC-SHA256 (RFC 2104) over SHA256_CTX on the stack: no allocation, no provider lookup.
-static inline unsigned char *reencryptd_hmac_sha256(const void *key, int keylen, const void *data, size_t len,
-                                                     unsigned char out[32]) {
-    unsigned char k[64], pad[64], inner[32];
-    memset(k, 0, sizeof k);
-    if (keylen > 64) { reencryptd_sha256(key, (size_t)keylen, k); } else { memcpy(k, key, (size_t)keylen); }
-    SHA256_CTX ctx;
-    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
-    SHA256_Init(&ctx); SHA256_Update(&ctx, pad, 64); SHA256_Update(&ctx, data, len); SHA256_Final(inner, &ctx);
-    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
-    SHA256_Init(&ctx); SHA256_Update(&ctx, pad, 64); SHA256_Update(&ctx, inner, 32); SHA256_Final(out, &ctx);
-    return out;
-}
-// An HMAC-SHA256 key with its two padded blocks hashed once (RFC 2104 section 4): SigV4 signs every request of a day
+// An HMAC-SHA256 (RFC 2104) key with its two padded blocks hashed once (section 4): SigV4 signs every request of a day
 // with the same derived key, so each signature then costs two SHA-256 compressions fewer.
 typedef struct { SHA256_CTX inner, outer; } reencryptd_hmac_key;
 static inline void reencryptd_hmac_key_init(reencryptd_hmac_key *h, const void *key, int keylen) {
@@ -53,6 +40,14 @@ static inline void reencryptd_hmac_sha256_with(const reencryptd_hmac_key *h, con
     SHA256_Update(&ctx, data, len); SHA256_Final(inner, &ctx);
     ctx = h->outer;
     SHA256_Update(&ctx, inner, 32); SHA256_Final(out, &ctx);
+}
+// One-shot HMAC-SHA256 (the signing-key derivation): no allocation, no provider lookup, unlike OpenSSL 3's HMAC().
+static inline unsigned char *reencryptd_hmac_sha256(const void *key, int keylen, const void *data, size_t len,
+                                                     unsigned char out[32]) {
+    reencryptd_hmac_key h;
+    reencryptd_hmac_key_init(&h, key, keylen);
+    reencryptd_hmac_sha256_with(&h, data, len, out);
+    return out;
 }
 // Streaming MD5 (manifest files are checked against their MD5checksum without holding them in memory).
 static inline EVP_MD_CTX *reencryptd_md5_begin(void) {

@@ -30,8 +30,8 @@ public enum Crypto {
     }
 
     /// An HMAC-SHA256 key made once for many messages (the day's SigV4 signing key).
-    public struct HMACKey: @unchecked Sendable {
-        // Two SHA256_CTX values: plain C data, copied by value, never shared mutably.
+    public struct HMACKey: Sendable {
+        /// Two SHA256_CTX values: plain C data, copied with the struct.
         private var state = reencryptd_hmac_key()
 
         public init(_ key: [UInt8]) {
