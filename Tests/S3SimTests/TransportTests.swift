@@ -85,6 +85,59 @@ final class TransportTests: XCTestCase {
         XCTAssertEqual(client.transport.connectionsOpened, opened, "later rounds reused the first round's connections")
     }
 
+    /// A new transfer goes where a connection to its host was just left idle (most recent first), and only otherwise
+    /// to the pool with the fewest in flight: with many hosts, the least busy pool often holds none to the host asked.
+    func testPoolChoiceFollowsIdleConnectionsToTheSameHost() {
+        var choice = PoolChoice()
+        let active = [5, 0, 9, 2]
+        XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 1, "no history: the least busy")
+        choice.finished(host: "a.example", pool: 2, pools: 4)
+        choice.finished(host: "a.example", pool: 3, pools: 4)
+        XCTAssertEqual(choice.choose(host: "b.example", pools: 4) { active[$0] }, 1, "another host's idle connections do not count")
+        XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 3, "the most recent idle connection first")
+        XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 2, "even in the busiest pool")
+        XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 1, "none left: the least busy again")
+        XCTAssertEqual(choice.choose(host: "a.example", pools: 1) { _ in 0 }, 0)
+        // The memory of idle connections is bounded by how many a host can have.
+        for _ in 0..<(10 * ConnectionPool.connections) { choice.finished(host: "c.example", pool: 0, pools: 2) }
+        var taken = 0
+        while choice.choose(host: "c.example", pools: 2, active: { $0 == 0 ? 1 : 0 }) == 0 { taken += 1 }
+        XCTAssertEqual(taken, 4 * ConnectionPool.connections)
+    }
+
+    /// Two hosts (as two virtual-hosted buckets are): after each has one connection idle, requests to both at once
+    /// reuse those two connections round after round, though the least busy pool holds neither.
+    func testRequestsToSeveralHostsReuseTheirIdleConnections() async throws {
+        let a = StubServer(), b = StubServer()
+        let urlA = try a.start(recording: false) { _ in (200, [], "a") }
+        let urlB = try b.start(recording: false) { _ in (200, [], "b") }
+        defer { a.stop(); b.stop() }
+        let client = try client(for: urlA, connections: ConnectionPool.connections * 2 + 2)  // three pools
+        defer { client.shutdown() }
+        let transport = client.transport
+        func get(_ url: String) async -> Bool {
+            let host = String(url.dropFirst("http://".count))
+            let request = PreparedRequest(method: "GET", url: url + "/k", headers: [("Host", host)], body: [])
+            return await withCheckedContinuation { done in
+                transport.submit(request) { result in
+                    if case .response(let r) = result { done.resume(returning: r.status == 200) } else { done.resume(returning: false) }
+                }
+            }
+        }
+        for url in [urlA, urlA, urlB, urlB] {
+            let ok = await get(url)
+            XCTAssertTrue(ok)
+        }
+        XCTAssertEqual(transport.connectionsOpened, 2)
+        for round in 0..<20 {
+            async let x = get(urlA)
+            async let y = get(urlB)
+            let (okA, okB) = await (x, y)
+            XCTAssertTrue(okA && okB, "round \(round)")
+        }
+        XCTAssertEqual(transport.connectionsOpened, 2, "every request reused its host's connection")
+    }
+
     /// Driver threads carry their name in the kernel, where `top -H` and `perf` read it.
     func testDriverThreadsAreNamed() throws {
         func named() -> Int {

@@ -123,6 +123,8 @@ public final class CurlTransport: @unchecked Sendable {
     /// a handle that served the same kind of request only needs the per-request ones.
     private var idleHandles: [(easy: UnsafeMutableRawPointer, method: String)] = []
     private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
+    /// Which pool each new transfer goes to (driver thread only).
+    private var poolChoice = PoolChoice()
     /// The handles one round found finished, with their results (kept to reuse its storage).
     private var finished: [(easy: UnsafeMutableRawPointer, result: CURLcode)] = []
     /// What each socket is registered for in epoll (bit 1 readable, bit 2 writable), whether libcurl still wants it
@@ -274,9 +276,7 @@ public final class CurlTransport: @unchecked Sendable {
                     if idle?.method.isEmpty == false { curl_easy_reset(easy) }
                     configure(easy, t)
                 }
-                // The pool with the fewest transfers: it has the most idle connections to reuse.
-                var pool = pools[0]
-                for p in pools.dropFirst() where p.active < pool.active { pool = p }
+                let pool = pools[poolChoice.choose(host: t.host, pools: pools.count) { pools[$0].active }]
                 pool.active += 1
                 t.pool = pool.index
                 transfers[easy] = t
@@ -366,6 +366,9 @@ public final class CurlTransport: @unchecked Sendable {
                 method = ""
             }
             if idleHandles.count < 4096 { idleHandles.append((easy, method)) } else { curl_easy_cleanup(easy) }
+            // A kept connection to this host is now idle in this pool (if the server closed it, the next transfer
+            // there simply opens another).
+            if result == CURLE_OK { poolChoice.finished(host: t.host, pool: pool.index, pools: pools.count) }
             finish(t, outcome)
         }
     }
@@ -528,6 +531,8 @@ final class Transfer {
     var responseBody: [UInt8] = []
     /// The connection pool whose multi handle runs this transfer (set by the driver).
     var pool = 0
+    /// The `Host` header as sent (`host[:port]`), which is what a connection is kept for.
+    let host: String
     /// Where a 2xx body goes when streaming to a file; -1 for memory.
     var downloadFD: Int32 = -1
     /// The status of the response being received (from its status line), to route the body.
@@ -539,6 +544,7 @@ final class Transfer {
         self.completion = completion
         body = request.body
         self.caBundle = caBundle.map { Array($0.utf8CString) }
+        host = request.headers.first { ASCII.equalsLowercased($0.name, "host") }?.value ?? ""
         // "Name:" with no value removes a header libcurl would add on its own (POSTFIELDS implies a form
         // Content-Type; Expect: 100-continue would cost a round trip). https://curl.se/libcurl/c/CURLOPT_HTTPHEADER.html
         var removals: [StaticString] = ["Expect:", "Accept:"]
@@ -680,6 +686,33 @@ private let curlTimerCallback: reencryptd_timer_cb = { _, timeoutMs, userp in
     let pool = Unmanaged<ConnectionPool>.fromOpaque(userp).takeUnretainedValue()
     pool.timerDeadline = timeoutMs < 0 ? nil : CurlTransport.monotonic() + Double(timeoutMs) / 1000
     return 0
+}
+
+/// Which pool a new transfer goes to: one where a transfer to the same host just finished, so a kept-alive connection
+/// to that host is idle there (most recent first); else the pool with the fewest in flight. Without the first rule a
+/// request to one of many hosts (virtual-hosted buckets each have their own) could land in a pool holding no connection
+/// to its host while another pool has one idle, and pay for a new connection and TLS handshake.
+struct PoolChoice {
+    /// Per host, pools where a transfer to it finished since a new one last took that connection.
+    private var idle: [String: [Int]] = [:]
+
+    mutating func choose(host: String, pools count: Int, active: (Int) -> Int) -> Int {
+        guard count > 1 else { return 0 }  // one pool: nothing to choose, nothing to remember
+        if let pool = idle[host]?.popLast() {
+            if idle[host]?.isEmpty == true { idle[host] = nil }
+            return pool
+        }
+        var best = 0
+        for p in 1..<max(1, count) where active(p) < active(best) { best = p }
+        return best
+    }
+
+    mutating func finished(host: String, pool: Int, pools count: Int) {
+        guard count > 1 else { return }
+        // Bounded: one entry per connection that can be idle (each pool keeps at most twice its share).
+        guard idle[host, default: []].count < 2 * ConnectionPool.connections * count else { return }
+        idle[host, default: []].append(pool)
+    }
 }
 
 /// One multi handle and the connections it keeps, used by one driver thread. libcurl 7.88 walks a multi handle's
