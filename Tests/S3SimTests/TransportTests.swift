@@ -85,24 +85,29 @@ final class TransportTests: XCTestCase {
         XCTAssertEqual(client.transport.connectionsOpened, opened, "later rounds reused the first round's connections")
     }
 
-    /// A new transfer goes where a connection to its host was just left idle (most recent first), and only otherwise
-    /// to the pool with the fewest in flight: with many hosts, the least busy pool often holds none to the host asked.
-    func testPoolChoiceFollowsIdleConnectionsToTheSameHost() {
+    /// A new transfer goes to the least busy pool if that pool holds an idle connection to its host, else to one that
+    /// does: with many hosts, the least busy pool often holds none to the host asked.
+    func testPoolChoicePrefersThePoolsWithIdleConnectionsToTheHost() {
         var choice = PoolChoice()
-        let active = [5, 0, 9, 2]
+        var active = [5, 0, 9, 2]
         XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 1, "no history: the least busy")
         choice.finished(host: "a.example", pool: 2, pools: 4)
         choice.finished(host: "a.example", pool: 3, pools: 4)
         XCTAssertEqual(choice.choose(host: "b.example", pools: 4) { active[$0] }, 1, "another host's idle connections do not count")
-        XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 3, "the most recent idle connection first")
-        XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 2, "even in the busiest pool")
+        XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 2, "a pool with one idle, even the busiest")
+        XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 3)
         XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 1, "none left: the least busy again")
+        choice.finished(host: "a.example", pool: 0, pools: 4)
+        choice.finished(host: "a.example", pool: 1, pools: 4)
+        XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 1, "the least busy, as it has one idle")
+        active[1] = 7
+        XCTAssertEqual(choice.choose(host: "a.example", pools: 4) { active[$0] }, 0)
         XCTAssertEqual(choice.choose(host: "a.example", pools: 1) { _ in 0 }, 0)
-        // The memory of idle connections is bounded by how many a host can have.
+        // What is remembered is bounded by how many connections a pool can keep.
         for _ in 0..<(10 * ConnectionPool.connections) { choice.finished(host: "c.example", pool: 0, pools: 2) }
         var taken = 0
         while choice.choose(host: "c.example", pools: 2, active: { $0 == 0 ? 1 : 0 }) == 0 { taken += 1 }
-        XCTAssertEqual(taken, 4 * ConnectionPool.connections)
+        XCTAssertEqual(taken, 2 * ConnectionPool.connections)
     }
 
     /// Two hosts (as two virtual-hosted buckets are): after each has one connection idle, requests to both at once

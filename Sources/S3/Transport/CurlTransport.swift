@@ -688,30 +688,29 @@ private let curlTimerCallback: reencryptd_timer_cb = { _, timeoutMs, userp in
     return 0
 }
 
-/// Which pool a new transfer goes to: one where a transfer to the same host just finished, so a kept-alive connection
-/// to that host is idle there (most recent first); else the pool with the fewest in flight. Without the first rule a
-/// request to one of many hosts (virtual-hosted buckets each have their own) could land in a pool holding no connection
-/// to its host while another pool has one idle, and pay for a new connection and TLS handshake.
+/// Which pool a new transfer goes to: the one with the fewest in flight, if it holds an idle connection to the
+/// transfer's host; else a pool that does; else the least busy anyway (it opens a connection). With one host the least
+/// busy pool nearly always has one idle; with many hosts (virtual-hosted buckets each have their own) it often has none
+/// to the host asked while another pool does, and choosing by load alone paid for a new connection and TLS handshake.
 struct PoolChoice {
-    /// Per host, pools where a transfer to it finished since a new one last took that connection.
+    /// Per host, connections left idle in each pool by finished transfers (a closed one is found out when used).
     private var idle: [String: [Int]] = [:]
 
     mutating func choose(host: String, pools count: Int, active: (Int) -> Int) -> Int {
         guard count > 1 else { return 0 }  // one pool: nothing to choose, nothing to remember
-        if let pool = idle[host]?.popLast() {
-            if idle[host]?.isEmpty == true { idle[host] = nil }
-            return pool
-        }
         var best = 0
-        for p in 1..<max(1, count) where active(p) < active(best) { best = p }
-        return best
+        for p in 1..<count where active(p) < active(best) { best = p }
+        let pick = idle[host].flatMap { counts in counts[best] > 0 ? best : counts.firstIndex { $0 > 0 } }
+        guard let pick else { return best }
+        idle[host]![pick] -= 1  // in place: no copy of the counts
+        return pick
     }
 
     mutating func finished(host: String, pool: Int, pools count: Int) {
         guard count > 1 else { return }
-        // Bounded: one entry per connection that can be idle (each pool keeps at most twice its share).
-        guard idle[host, default: []].count < 2 * ConnectionPool.connections * count else { return }
-        idle[host, default: []].append(pool)
+        if idle[host] == nil { idle[host] = [Int](repeating: 0, count: count) }
+        // Bounded: a pool keeps at most twice its share of connections.
+        if idle[host]![pool] < 2 * ConnectionPool.connections { idle[host]![pool] += 1 }
     }
 }
 
