@@ -108,6 +108,10 @@ final class TransportTests: XCTestCase {
         var taken = 0
         while choice.choose(host: "c.example", pools: 2, active: { $0 == 0 ? 1 : 0 }) == 0 { taken += 1 }
         XCTAssertEqual(taken, 2 * ConnectionPool.connections)
+        // And by how many hosts: past the limit it starts again.
+        choice.finished(host: "d.example", pool: 0, pools: 2)
+        for i in 0..<PoolChoice.hostsRemembered { choice.finished(host: "host-\(i)", pool: 0, pools: 2) }
+        XCTAssertEqual(choice.choose(host: "d.example", pools: 2, active: { $0 == 0 ? 1 : 0 }), 1, "d.example was forgotten")
     }
 
     /// Two hosts (as two virtual-hosted buckets are): after each has one connection idle, requests to both at once

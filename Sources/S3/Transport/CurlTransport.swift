@@ -695,6 +695,7 @@ private let curlTimerCallback: reencryptd_timer_cb = { _, timeoutMs, userp in
 struct PoolChoice {
     /// Per host, connections left idle in each pool by finished transfers (a closed one is found out when used).
     private var idle: [String: [Int]] = [:]
+    static let hostsRemembered = 4096
 
     mutating func choose(host: String, pools count: Int, active: (Int) -> Int) -> Int {
         guard count > 1 else { return 0 }  // one pool: nothing to choose, nothing to remember
@@ -708,7 +709,12 @@ struct PoolChoice {
 
     mutating func finished(host: String, pool: Int, pools count: Int) {
         guard count > 1 else { return }
-        if idle[host] == nil { idle[host] = [Int](repeating: 0, count: count) }
+        if idle[host] == nil {
+            // Bounded in hosts too: a daemon that has touched very many buckets forgets, at the cost of a few
+            // connections opened where an idle one could have served.
+            if idle.count >= Self.hostsRemembered { idle.removeAll() }
+            idle[host] = [Int](repeating: 0, count: count)
+        }
         // Bounded: a pool keeps at most twice its share of connections.
         if idle[host]![pool] < 2 * ConnectionPool.connections { idle[host]![pool] += 1 }
     }
@@ -718,8 +724,7 @@ struct PoolChoice {
 /// connections twice for every request: looking for an idle one to reuse (the host's whole list, from the start), and
 /// in `curl_multi_remove_handle`, where it looks through the whole cache for a connect-only connection to close. At 512
 /// connections in one handle those walks cost a fifth of the client's time per request, so a driver spreads its
-/// connections over pools of at most `connections` each and gives each new transfer to the pool with the fewest in
-/// flight (the one with idle connections).
+/// connections over pools of at most `connections` each (`PoolChoice` picks the pool for each new transfer).
 final class ConnectionPool {
     /// Few enough that the walks stay short, enough that a handful of pools covers thousands of transfers. At 64
     /// connections per pool the client's cost per request is the same as with 64 connections in all.
