@@ -8,12 +8,12 @@ import XCTest
 /// (`CurlTransport.watch`); these show that a closed one is replaced, never left unwatched (a request would then
 /// wait for its timeout, which these tests set to 3 s so that it fails them).
 final class TransportTests: XCTestCase {
-    private func client(for url: String, connections: Int = 512) throws -> S3Client {
+    private func client(for url: String, connections: Int = 512, drivers: Int = 1) throws -> S3Client {
         var transport = TransportConfiguration()
         transport.maxHostConnections = connections
         transport.requestTimeout = 3
         transport.connectTimeout = 2
-        transport.drivers = 1
+        transport.drivers = drivers
         return try S3Client(configuration: S3ClientConfiguration(endpoint: try S3Endpoint(url: url), transport: transport),
                             credentials: StaticCredentialProvider(AWSCredentials(accessKeyID: "AKIDTEST", secretAccessKey: "secret")))
     }
@@ -156,10 +156,7 @@ final class TransportTests: XCTestCase {
             }.count
         }
         let before = named()
-        var transport = TransportConfiguration()
-        transport.drivers = 2
-        let client = try S3Client(configuration: S3ClientConfiguration(endpoint: try S3Endpoint(url: "http://127.0.0.1:9"), transport: transport),
-                                  credentials: StaticCredentialProvider(AWSCredentials(accessKeyID: "AKIDTEST", secretAccessKey: "secret")))
+        let client = try client(for: "http://127.0.0.1:9", drivers: 2)  // never asked for anything
         defer { client.shutdown() }
         let deadline = Date().addingTimeInterval(5)
         while named() < before + 2, Date() < deadline { usleep(10_000) }

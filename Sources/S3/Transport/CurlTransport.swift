@@ -414,18 +414,13 @@ public final class CurlTransport: @unchecked Sendable {
         let readable: Int32 = (what == CURL_POLL_IN || what == CURL_POLL_INOUT) ? 1 : 0
         let writable: Int32 = (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) ? 1 : 0
         let mask = readable | writable << 1
-        if let current = registered[fd] {
-            registered[fd] = (mask, false, pool)
-            if current.mask == mask { return }
-            if epollSet(fd, readable, writable, add: false) != 0 {
-                // The descriptor was closed and reused under us: register it afresh.
-                _ = epollSet(fd, readable, writable, add: true)
-            }
-        } else {
-            registered[fd] = (mask, false, pool)
-            if epollSet(fd, readable, writable, add: true) != 0 {
-                _ = epollSet(fd, readable, writable, add: false)
-            }
+        let known = registered[fd]
+        registered[fd] = (mask, false, pool)
+        if known?.mask == mask { return }
+        // Change a registration we hold, add one we do not. If that fails, the kernel's view differs from ours (the
+        // descriptor was closed and reused under us, or is still registered): do the other.
+        if epollSet(fd, readable, writable, add: known == nil) != 0 {
+            _ = epollSet(fd, readable, writable, add: known != nil)
         }
     }
 
