@@ -1,3 +1,4 @@
+import CCurl
 import Domain
 import Foundation
 @testable import S3
@@ -145,6 +146,80 @@ final class TransportTests: XCTestCase {
             XCTAssertTrue(okA && okB, "round \(round)")
         }
         XCTAssertEqual(transport.connectionsOpened, 2, "every request reused its host's connection")
+    }
+
+    /// The transport hands libcurl a parsed URL, parses it again only when the host changes, and names each request's
+    /// path and query itself (`EasyHandle.setURL`). Runs of requests to one server, then the other, with and without a
+    /// query, with dot segments and upper-case escapes, must each reach their own server with their target exactly as
+    /// given; also on the path taken when a forward proxy is configured for plain http.
+    func testEachRequestReachesItsOwnServerWithItsTargetExactly() async throws {
+        let a = StubServer(), b = StubServer()
+        let urlA = try a.start(recording: false) { (200, [], "A " + $0.uri) }
+        let urlB = try b.start(recording: false) { (200, [], "B " + $0.uri) }
+        defer { a.stop(); b.stop() }
+        let targets = ["/bucket/k1?encryption", "/bucket/./x/../y", "/bucket/a%2Bb%C3%A9?versionId=v%2B1&x=", "/b//c/", "/bucket/k1"]
+        for proxied in [false, true] {
+            var configuration = TransportConfiguration()
+            configuration.drivers = 1
+            configuration.plainHTTPProxied = proxied
+            let transport = try CurlTransport(configuration: configuration)
+            defer { transport.shutdown() }
+            for (server, url) in [("A", urlA), ("B", urlB), ("A", urlA), ("B", urlB)] {
+                for target in targets {
+                    let answer = await Self.fetch(transport, url + target)
+                    XCTAssertEqual(answer, "\(server) \(target)", "proxied \(proxied)")
+                }
+            }
+        }
+    }
+
+    /// With `http_proxy` set, libcurl sends plain-http requests to the proxy with the whole URL in the request line;
+    /// naming the target ourselves must not take that away.
+    func testPlainHTTPThroughAForwardProxyCarriesTheWholeURL() async throws {
+        let proxy = StubServer()
+        let proxyURL = try proxy.start(recording: false) { (200, [], $0.uri) }
+        defer { proxy.stop() }
+        setenv("http_proxy", proxyURL, 1)
+        defer { unsetenv("http_proxy") }
+        var configuration = TransportConfiguration()
+        configuration.drivers = 1
+        let transport = try CurlTransport(configuration: configuration)
+        defer { transport.shutdown() }
+        // A documentation address (RFC 5737): only the proxy on loopback is ever contacted.
+        for target in ["/bucket/a%2Bb?versionId=v%2B1", "/bucket/k2"] {
+            let answer = await Self.fetch(transport, "http://192.0.2.1:9" + target)
+            XCTAssertEqual(answer, "http://192.0.2.1:9" + target)
+        }
+    }
+
+    /// A URL libcurl cannot parse fails that request alone, naming the URL; the handle serves the next one.
+    func testAnUnparsableURLFailsOnlyItsRequest() async throws {
+        let server = StubServer()
+        let url = try server.start(recording: false) { (200, [], $0.uri) }
+        defer { server.stop() }
+        var configuration = TransportConfiguration()
+        configuration.drivers = 1
+        let transport = try CurlTransport(configuration: configuration)
+        defer { transport.shutdown() }
+        let first = await Self.fetch(transport, url + "/k1")
+        XCTAssertEqual(first, "/k1")
+        let bad = await Self.fetch(transport, "http://[::1/k2")
+        XCTAssertTrue(bad.contains("code: \(CURLE_URL_MALFORMAT.rawValue)") && bad.contains("http://[::1/k2"), bad)
+        let next = await Self.fetch(transport, url + "/k3")
+        XCTAssertEqual(next, "/k3")
+    }
+
+    /// GET `url` (Host from the URL); the answer's body, or the failure described.
+    private static func fetch(_ transport: CurlTransport, _ url: String) async -> String {
+        let authority = url.dropFirst("http://".count).prefix { $0 != "/" }
+        let request = PreparedRequest(method: "GET", url: url, headers: [("Host", String(authority))], body: [])
+        return await withCheckedContinuation { done in
+            transport.submit(request) { result in
+                if case .response(let r) = result { done.resume(returning: String(decoding: r.body, as: UTF8.self)) } else {
+                    done.resume(returning: "\(result)")
+                }
+            }
+        }
     }
 
     /// Driver threads carry their name in the kernel, where `top -H` and `perf` read it.

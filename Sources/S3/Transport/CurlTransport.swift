@@ -87,6 +87,8 @@ public struct TransportConfiguration: Sendable {
     /// libcurl's own work per request is the largest share of the client's, and one thread of it capped the rate a
     /// two-core machine reaches. `maxHostConnections` is the total across them.
     public var drivers = 2
+    /// Whether plain-http requests go through a forward proxy; nil: as the environment says (tests set it).
+    var plainHTTPProxied: Bool?
 
     public init() {}
 }
@@ -104,6 +106,10 @@ public final class CurlTransport: @unchecked Sendable {
     /// The driver's multi handles, each with its own connections (see `ConnectionPool`).
     private var pools: [ConnectionPool] = []
     private let configuration: TransportConfiguration
+    /// Whether the environment names a forward proxy for plain http (see `EasyHandle`): libcurl 7.88 reads
+    /// `http_proxy` (lowercase only, for safety in CGI settings), then `all_proxy` and `ALL_PROXY`.
+    /// https://curl.se/libcurl/c/CURLOPT_PROXY.html
+    private let plainHTTPProxied: Bool
     private let epoll: Int32
     private let wakeFD: Int32
     // Submissions cross threads through `lock`; everything else is touched by the driver thread only.
@@ -119,9 +125,8 @@ public final class CurlTransport: @unchecked Sendable {
     private var activeCount = 0
     private let stopped = DispatchSemaphore(value: 0)
     // Driver-thread state.
-    /// Easy handles between transfers, with the method they are set up for ("" after a reset): options are sticky, so
-    /// a handle that served the same kind of request only needs the per-request ones.
-    private var idleHandles: [(easy: UnsafeMutableRawPointer, method: String)] = []
+    /// Easy handles between transfers (see `EasyHandle`).
+    private var idleHandles: [EasyHandle] = []
     private var transfers: [UnsafeMutableRawPointer: Transfer] = [:]
     /// Which pool each new transfer goes to (driver thread only).
     private var poolChoice = PoolChoice()
@@ -160,6 +165,8 @@ public final class CurlTransport: @unchecked Sendable {
             throw S3ClientError.transport("cannot create the transport's epoll/eventfd: \(reason)")
         }
         self.configuration = configuration
+        plainHTTPProxied = configuration.plainHTTPProxied
+            ?? ["http_proxy", "all_proxy", "ALL_PROXY"].contains { (name: String) in getenv(name).map { $0.pointee != 0 } ?? false }
         epoll = ep
         wakeFD = wake
         let count = ConnectionPool.count(forConnections: configuration.maxHostConnections)
@@ -194,7 +201,7 @@ public final class CurlTransport: @unchecked Sendable {
     }
 
     deinit {
-        for h in idleHandles { curl_easy_cleanup(h.easy) }
+        idleHandles.removeAll()
         for pool in pools { curl_multi_cleanup(pool.multi) }
         close(epoll)
         close(wakeFD)
@@ -265,17 +272,23 @@ public final class CurlTransport: @unchecked Sendable {
                 return
             }
             for t in batch {
-                let idle = idleHandles.popLast()
-                guard let easy = idle?.easy ?? curl_easy_init() else {
+                guard let handle = idleHandles.popLast() ?? EasyHandle() else {
                     finish(t, .failure(code: Int32(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_easy_init failed"))
                     continue
                 }
-                if idle?.method == t.request.method {
-                    configurePerRequest(easy, t)
-                } else {
-                    if idle?.method.isEmpty == false { curl_easy_reset(easy) }
-                    configure(easy, t)
+                if handle.method != t.request.method {
+                    if !handle.method.isEmpty { handle.reset() }
+                    configure(handle, for: t)
                 }
+                guard handle.setURL(of: t, plainHTTPProxied: plainHTTPProxied) else {
+                    handle.reset()
+                    idleHandles.append(handle)
+                    finish(t, .failure(code: Int32(CURLE_URL_MALFORMAT.rawValue), message: "libcurl rejected the URL \(t.request.url)"))
+                    continue
+                }
+                configurePerRequest(handle.easy, t)
+                let easy = handle.easy
+                t.handle = handle
                 let pool = pools[poolChoice.choose(host: t.host, pools: pools.count) { pools[$0].active }]
                 pool.active += 1
                 t.pool = pool.index
@@ -360,12 +373,11 @@ public final class CurlTransport: @unchecked Sendable {
                 outcome = .failure(code: Int32(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
             }
             // After a failure the handle starts afresh; after a success it keeps its options for the next request.
-            var method = t.request.method
-            if result != CURLE_OK {
-                curl_easy_reset(easy)
-                method = ""
+            if let handle = t.handle {
+                t.handle = nil
+                if result != CURLE_OK { handle.reset() }
+                if idleHandles.count < 4096 { idleHandles.append(handle) }
             }
-            if idleHandles.count < 4096 { idleHandles.append((easy, method)) } else { curl_easy_cleanup(easy) }
             // A kept connection to this host is now idle in this pool (if the server closed it, the next transfer
             // there simply opens another).
             if result == CURLE_OK { poolChoice.finished(host: t.host, pool: pool.index, pools: pools.count) }
@@ -378,7 +390,7 @@ public final class CurlTransport: @unchecked Sendable {
         for t in batch { t.completion(aborted) }
         for (easy, t) in transfers {
             curl_multi_remove_handle(pools[t.pool].multi, easy)
-            curl_easy_cleanup(easy)
+            t.handle = nil  // cleans the handle up
             t.completion(aborted)
         }
         transfers.removeAll()
@@ -459,8 +471,11 @@ public final class CurlTransport: @unchecked Sendable {
         t.completion(outcome)
     }
 
-    private func configure(_ easy: UnsafeMutableRawPointer, _ t: Transfer) {
+    private func configure(_ handle: EasyHandle, for t: Transfer) {
+        let easy = handle.easy
         let request = t.request
+        handle.method = request.method
+        _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CURLU, UnsafeRawPointer(handle.url))
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         // S3 keys like `./x/../y` are distinct objects: libcurl must not squash dot segments.
         // https://curl.se/libcurl/c/CURLOPT_PATH_AS_IS.html
@@ -486,12 +501,10 @@ public final class CurlTransport: @unchecked Sendable {
         _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_OPENSOCKETDATA, me)
         _ = reencryptd_easy_setopt_closesocket(easy, curlCloseSocket)
         _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CLOSESOCKETDATA, me)
-        configurePerRequest(easy, t)
     }
 
-    /// The options that point into this transfer's memory, set for every request.
+    /// The options that point into this transfer's memory, set for every request (the URL is `EasyHandle.setURL`).
     private func configurePerRequest(_ easy: UnsafeMutableRawPointer, _ t: Transfer) {
-        _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_URL, t.url)
         t.errorBuffer.withUnsafeMutableBufferPointer { _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_ERRORBUFFER, $0.baseAddress) }
         if t.request.method != "HEAD" && t.request.method != "GET" {
             _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CUSTOMREQUEST, t.method)
@@ -503,6 +516,68 @@ public final class CurlTransport: @unchecked Sendable {
         let context = Unmanaged.passUnretained(t).toOpaque()
         _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context)
         _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_HEADERDATA, context)
+    }
+}
+
+/// An easy handle between and during transfers, with its parsed URL. Options are sticky, so a handle that served the
+/// same kind of request (`method`; "" after a reset) only needs the per-request ones.
+///
+/// Given a URL string, libcurl 7.88 parses it for every request and then prints it back out through its own printf,
+/// one character at a time: a tenth of the client's time per request. So the handle gives libcurl the URL already
+/// parsed (CURLOPT_CURLU), parses it again only when the scheme and host change, and names the path and query in
+/// the request line as they were signed (CURLOPT_REQUEST_TARGET). Setting the path or query on the parsed URL instead
+/// is no good: libcurl lowercases their percent-escapes (`%2B` becomes `%2b`), and the signature covers them as sent.
+/// A plain-http request to a forward proxy must carry the whole URL in its request line, so when the environment
+/// names one (`http_proxy`, `all_proxy`) such requests set the whole URL each time instead.
+/// https://curl.se/libcurl/c/CURLOPT_CURLU.html ; https://curl.se/libcurl/c/CURLOPT_REQUEST_TARGET.html
+final class EasyHandle {
+    let easy: UnsafeMutableRawPointer
+    let url: OpaquePointer
+    var method = ""
+    /// The `scheme://authority` that `url` holds while requests name their own target (empty otherwise).
+    private var origin: [UInt8] = []
+
+    init?() {
+        guard let easy = curl_easy_init() else { return nil }
+        guard let url = curl_url() else {
+            curl_easy_cleanup(easy)
+            return nil
+        }
+        self.easy = easy
+        self.url = url
+    }
+
+    deinit {
+        curl_easy_cleanup(easy)
+        curl_url_cleanup(url)
+    }
+
+    /// Back to libcurl's defaults, options and URL both.
+    func reset() {
+        curl_easy_reset(easy)
+        method = ""
+        origin.removeAll()
+    }
+
+    /// Points the handle at the transfer's URL. False if libcurl rejects it.
+    func setURL(of t: Transfer, plainHTTPProxied: Bool) -> Bool {
+        // S3 keys like `./x/../y` are distinct objects: the path keeps its dot segments.
+        let flags = UInt32(CURLU_PATH_AS_IS)
+        if plainHTTPProxied && t.isPlainHTTP {
+            origin.removeAll()
+            return curl_url_set(url, CURLUPART_URL, t.url, flags) == CURLUE_OK
+                && reencryptd_easy_setopt_ptr(easy, CURLOPT_REQUEST_TARGET, nil) == CURLE_OK
+        }
+        let sameOrigin = !origin.isEmpty && origin.count == t.originLength
+            && origin.withUnsafeBytes { memcmp($0.baseAddress!, t.url, t.originLength) == 0 }
+        if !sameOrigin {
+            guard curl_url_set(url, CURLUPART_URL, t.url, flags) == CURLUE_OK else {
+                origin.removeAll()
+                return false
+            }
+            origin = Array(UnsafeRawBufferPointer(start: t.url, count: t.originLength))
+        }
+        return reencryptd_easy_setopt_ptr(easy, CURLOPT_REQUEST_TARGET, t.target) == CURLE_OK
     }
 }
 
@@ -519,13 +594,18 @@ final class Transfer {
     private let strings: UnsafeMutableBufferPointer<CChar>
     private let nodes: UnsafeMutableBufferPointer<curl_slist>
     let url: UnsafePointer<CChar>
+    /// The URL's `scheme://authority` length, and the rest (path and query: the request target) as a C string.
+    let originLength: Int
+    let target: UnsafePointer<CChar>
+    var isPlainHTTP: Bool { url[4] == 0x3A }  // "http:", not "https"
     let method: UnsafePointer<CChar>
     var headerList: UnsafeMutablePointer<curl_slist>? { nodes.isEmpty ? nil : nodes.baseAddress }
     /// The header lines of the response being received, as received.
     var responseHeaders: [UInt8] = []
     var responseBody: [UInt8] = []
-    /// The connection pool whose multi handle runs this transfer (set by the driver).
+    /// The connection pool whose multi handle runs this transfer, and the easy handle (set by the driver).
     var pool = 0
+    var handle: EasyHandle?
     /// The `Host` header as sent (`host[:port]`), which is what a connection is kept for.
     let host: String
     /// Where a 2xx body goes when streaming to a file; -1 for memory.
@@ -544,7 +624,18 @@ final class Transfer {
         // Content-Type; Expect: 100-continue would cost a round trip). https://curl.se/libcurl/c/CURLOPT_HTTPHEADER.html
         var removals: [StaticString] = ["Expect:", "Accept:"]
         if !request.headers.contains(where: { ASCII.equalsLowercased($0.name, "content-type") }) { removals.append("Content-Type:") }
-        var size = request.url.utf8.count + 1 + request.method.utf8.count + 1
+        // The path starts at the first '/' after "://".
+        let urlBytes = request.url.utf8
+        var pathStart = urlBytes.count
+        var slashes = 0
+        for (i, b) in urlBytes.enumerated() where b == 0x2F {
+            slashes += 1
+            if slashes == 3 {
+                pathStart = i
+                break
+            }
+        }
+        var size = 2 * (urlBytes.count + 1) + 1 + request.method.utf8.count + 1
         for (name, value) in request.headers { size += name.utf8.count + 2 + value.utf8.count + 1 }
         for r in removals { size += r.utf8CodeUnitCount + 1 }
         let strings = UnsafeMutableBufferPointer<CChar>.allocate(capacity: size)
@@ -567,6 +658,14 @@ final class Transfer {
         let base = strings.baseAddress!
         put(request.url)
         terminate()
+        let targetAt = at
+        do {
+            var url = request.url
+            url.withUTF8 { u in
+                if pathStart < u.count { put(UnsafeBufferPointer(rebasing: u[pathStart...])) } else { put("/") }
+            }
+            terminate()
+        }
         let methodAt = at
         put(request.method)
         terminate()
@@ -593,6 +692,8 @@ final class Transfer {
         self.strings = strings
         self.nodes = nodes
         url = UnsafePointer(base)
+        originLength = pathStart
+        target = UnsafePointer(base + targetAt)
         method = UnsafePointer(base + methodAt)
     }
 
