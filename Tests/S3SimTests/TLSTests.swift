@@ -50,6 +50,8 @@ final class TLSTests: XCTestCase {
             if case .failure(let e) = try await head(caBundle: nil) {
                 XCTAssertEqual(e.status, 0)
                 XCTAssertTrue(e.message.contains("curl code 60"), "certificate verification must fail: \(e)")
+                // libcurl's own account of the failure (its error buffer), not only the code's generic text.
+                XCTAssertTrue(e.message.contains("SSL certificate problem"), "the detail reaches the error: \(e)")
             } else {
                 XCTFail("an untrusted certificate was accepted")
             }

@@ -110,6 +110,9 @@ public final class CurlTransport: @unchecked Sendable {
     /// `http_proxy` (lowercase only, for safety in CGI settings), then `all_proxy` and `ALL_PROXY`.
     /// https://curl.se/libcurl/c/CURLOPT_PROXY.html
     private let plainHTTPProxied: Bool
+    /// Whether any proxy variable is set. If none is, handles say "no proxy" outright: left to itself, libcurl 7.88
+    /// looks the variables up again (getenv, copies) for every request to reach the same answer.
+    private let environmentNamesAProxy: Bool
     private let epoll: Int32
     private let wakeFD: Int32
     // Submissions cross threads through `lock`; everything else is touched by the driver thread only.
@@ -165,8 +168,10 @@ public final class CurlTransport: @unchecked Sendable {
             throw S3ClientError.transport("cannot create the transport's epoll/eventfd: \(reason)")
         }
         self.configuration = configuration
-        plainHTTPProxied = configuration.plainHTTPProxied
-            ?? ["http_proxy", "all_proxy", "ALL_PROXY"].contains { (name: String) in getenv(name).map { $0.pointee != 0 } ?? false }
+        func isSet(_ name: String) -> Bool { getenv(name).map { $0.pointee != 0 } ?? false }
+        plainHTTPProxied = configuration.plainHTTPProxied ?? ["http_proxy", "all_proxy", "ALL_PROXY"].contains(where: isSet)
+        environmentNamesAProxy = plainHTTPProxied
+            || ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"].contains(where: isSet)
         epoll = ep
         wakeFD = wake
         let count = ConnectionPool.count(forConnections: configuration.maxHostConnections)
@@ -369,7 +374,7 @@ public final class CurlTransport: @unchecked Sendable {
                 _ = reencryptd_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
                 outcome = .response(HTTPResponse(status: status, rawHeaders: t.responseHeaders, body: t.responseBody))
             } else {
-                let detail = t.errorMessage()
+                let detail = t.handle.map { String(cString: $0.errorBuffer) } ?? ""
                 outcome = .failure(code: Int32(result.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(result)) : detail)
             }
             // After a failure the handle starts afresh; after a success it keeps its options for the next request.
@@ -485,6 +490,8 @@ public final class CurlTransport: @unchecked Sendable {
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(configuration.requestTimeout * 1000))
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_TCP_NODELAY, 1)
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
+        // "" disables proxies explicitly, as the environment does by naming none. https://curl.se/libcurl/c/CURLOPT_PROXY.html
+        if !environmentNamesAProxy { _ = "".withCString { reencryptd_easy_setopt_ptr(easy, CURLOPT_PROXY, $0) } }
         // TLS verification stays on (libcurl's default), stated so no later change turns it off by accident.
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 1)
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 2)
@@ -496,6 +503,8 @@ public final class CurlTransport: @unchecked Sendable {
         }
         _ = reencryptd_easy_setopt_write(easy, curlWrite)
         _ = reencryptd_easy_setopt_header(easy, curlHeader)
+        // libcurl empties it before each transfer. https://curl.se/libcurl/c/CURLOPT_ERRORBUFFER.html
+        _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_ERRORBUFFER, handle.errorBuffer)
         let me = Unmanaged.passUnretained(self).toOpaque()
         _ = reencryptd_easy_setopt_opensocket(easy, curlOpenSocket)
         _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_OPENSOCKETDATA, me)
@@ -505,7 +514,6 @@ public final class CurlTransport: @unchecked Sendable {
 
     /// The options that point into this transfer's memory, set for every request (the URL is `EasyHandle.setURL`).
     private func configurePerRequest(_ easy: UnsafeMutableRawPointer, _ t: Transfer) {
-        t.errorBuffer.withUnsafeMutableBufferPointer { _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_ERRORBUFFER, $0.baseAddress) }
         if t.request.method != "HEAD" && t.request.method != "GET" {
             _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CUSTOMREQUEST, t.method)
             // The body is known and small: POSTFIELDS sends it with a Content-Length and no Expect: 100-continue.
@@ -533,6 +541,8 @@ public final class CurlTransport: @unchecked Sendable {
 final class EasyHandle {
     let easy: UnsafeMutableRawPointer
     let url: OpaquePointer
+    /// Where libcurl describes a failure (CURLOPT_ERRORBUFFER), for as long as the handle lives.
+    let errorBuffer: UnsafeMutablePointer<CChar>
     var method = ""
     /// The `scheme://authority` that `url` holds while requests name their own target (empty otherwise).
     private var origin: [UInt8] = []
@@ -545,11 +555,14 @@ final class EasyHandle {
         }
         self.easy = easy
         self.url = url
+        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
+        errorBuffer.initialize(to: 0)
     }
 
     deinit {
         curl_easy_cleanup(easy)
         curl_url_cleanup(url)
+        errorBuffer.deallocate()
     }
 
     /// Back to libcurl's defaults, options and URL both.
@@ -587,7 +600,6 @@ final class Transfer {
     let completion: CurlTransport.Completion
     let body: [UInt8]
     let caBundle: [CChar]?
-    var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE))
     /// URL, method and every header line as C strings, back to back, in one allocation; `headerList` links nodes
     /// (a second allocation) pointing into it. libcurl only reads the list, so it need not come from
     /// `curl_slist_append`, which would cost two allocations per header. https://curl.se/libcurl/c/CURLOPT_HTTPHEADER.html
@@ -700,10 +712,6 @@ final class Transfer {
     deinit {
         strings.deallocate()
         nodes.deallocate()
-    }
-
-    func errorMessage() -> String {
-        errorBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 }
 
