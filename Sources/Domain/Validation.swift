@@ -147,6 +147,11 @@ public enum HexDigit {
 
     /// Appends `bytes` as lowercase hex to `out`.
     public static func append(_ bytes: [UInt8], to out: inout [UInt8]) {
+        bytes.withUnsafeBufferPointer { append($0, to: &out) }
+    }
+
+    /// Appends `bytes` as lowercase hex to `out`.
+    public static func append(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
         for b in bytes {
             out.append(lowercase[Int(b >> 4)])
             out.append(lowercase[Int(b & 0x0F)])

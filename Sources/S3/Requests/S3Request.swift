@@ -151,13 +151,16 @@ public struct S3RequestSigner: Sendable {
         signed.append(("x-amz-date", date.amzDate))
         if let token = credentials.sessionToken { signed.append(("x-amz-security-token", token)) }
         // Sorted here (stable, small) so the signer can take the list as it is.
-        signed = SigV4Signer.sortedByName(signed)
-        var toSign = SigV4Request(method: request.method, canonicalURI: canonicalURI, query: request.query, headers: signed,
-                                  payloadHash: payloadHash)
-        // Host, hex digest and date are canonical by construction; a session token is checked like any other value.
-        toSign.headersAreCanonical = request.headersAreCanonical && credentials.sessionToken == nil
-            && SigV4Signer.isCanonicalValue(host)
-        let signature = signer.sign(toSign, credentials: credentials, date: date)
+        SigV4Signer.sortByName(&signed)
+        let signature: SigV4Signer.Signed
+        do {
+            var toSign = SigV4Request(method: request.method, canonicalURI: canonicalURI, query: request.query, headers: signed,
+                                      payloadHash: payloadHash)
+            // Host, hex digest and date are canonical by construction; a session token is checked like any other value.
+            toSign.headersAreCanonical = request.headersAreCanonical && credentials.sessionToken == nil
+                && SigV4Signer.isCanonicalValue(host)
+            signature = signer.sign(toSign, credentials: credentials, date: date)
+        }  // `toSign` shares the header list until here: the edits below then change it in place, not a copy
         var url: [UInt8] = []
         url.reserveCapacity(urlPrefix.utf8.count + canonicalURI.utf8.count + 64)
         url += urlPrefix.utf8

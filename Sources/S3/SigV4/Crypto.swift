@@ -17,6 +17,14 @@ public enum Crypto {
 
     public static func sha256Hex<C: ContiguousBytes>(_ bytes: C) -> String { hex(sha256(bytes)) }
 
+    /// Appends the hex SHA-256 of `bytes` to `out`, the digest itself on the stack (signing does this per request).
+    public static func appendSHA256Hex<C: ContiguousBytes>(of bytes: C, to out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
+            _ = bytes.withUnsafeBytes { reencryptd_sha256($0.baseAddress, $0.count, digest.baseAddress) }
+            HexDigit.append(UnsafeBufferPointer(digest), to: &out)
+        }
+    }
+
     public static func hmacSHA256(key: [UInt8], _ data: UnsafeRawBufferPointer) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         key.withUnsafeBytes { k in
@@ -45,6 +53,16 @@ public enum Crypto {
         }
 
         public func mac<C: ContiguousBytes>(_ data: C) -> [UInt8] { data.withUnsafeBytes { mac($0) } }
+
+        /// Appends the hex MAC of `data` to `out`, the MAC itself on the stack.
+        public func appendMACHex<C: ContiguousBytes>(of data: C, to out: inout [UInt8]) {
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { mac in
+                data.withUnsafeBytes { d in
+                    withUnsafePointer(to: state) { reencryptd_hmac_sha256_with($0, d.baseAddress, d.count, mac.baseAddress) }
+                }
+                HexDigit.append(UnsafeBufferPointer(mac), to: &out)
+            }
+        }
     }
 
     public static func md5<C: ContiguousBytes>(_ bytes: C) -> [UInt8] {

@@ -92,7 +92,10 @@ public enum CanonicalURI {
     /// S3: `/bucket/key` (path style) or `/key` (virtual-hosted), the decoded key encoded once, `/` kept, no
     /// `.`/`..`/`//` normalisation: `a//b` and `./x/../y` are distinct objects.
     public static func s3(bucket: String?, key: String) -> String {
-        var out: [UInt8] = [0x2F]
+        var out: [UInt8] = []
+        // Room for the usual case (few escapes): growing from one byte took three allocations per request.
+        out.reserveCapacity(2 + (bucket?.utf8.count ?? 0) + key.utf8.count + 32)
+        out.append(0x2F)
         if let bucket {
             URIEncoding.append(bucket, keepSlash: false, to: &out)
             if !key.isEmpty { out.append(0x2F) }
@@ -143,14 +146,18 @@ public final class SigV4Signer: @unchecked Sendable {
         self.region = region
     }
 
+    /// A signature and what went into it. Only `authorization` is needed to send a request, so the rest stays bytes
+    /// until asked for (each String would be an allocation per request).
     public struct Signed: Sendable {
         let canonicalRequestBytes: [UInt8]
         let stringToSignBytes: [UInt8]
-        public let signature: String
-        public let signedHeaders: String
+        let signedHeaderBytes: [UInt8]
         public let authorization: String
         public var canonicalRequest: String { String(decoding: canonicalRequestBytes, as: UTF8.self) }
         public var stringToSign: String { String(decoding: stringToSignBytes, as: UTF8.self) }
+        public var signedHeaders: String { String(decoding: signedHeaderBytes, as: UTF8.self) }
+        /// The hex signature: the last 64 characters of `authorization`.
+        public var signature: String { String(authorization.utf8.suffix(64))! }
     }
 
     /// The canonical request and the `;`-joined signed header names.
@@ -198,7 +205,7 @@ public final class SigV4Signer: @unchecked Sendable {
             for (name, value) in r.headers {
                 headers.append((Self.isLowercase(name) ? name : name.lowercased(), Self.canonicalValue(value)))
             }
-            headers = Self.sortedByName(headers)
+            Self.sortByName(&headers)
             for (name, value) in headers { appendHeader(name, value) }
         }
         out.append(0x0A)
@@ -213,9 +220,8 @@ public final class SigV4Signer: @unchecked Sendable {
     /// Sorted by name, stably (duplicate names keep their order, as the suite requires); as is when already sorted.
     /// Insertion-sorted in place: a request's headers are few (S3 takes 8 KB of them), and a general sort of
     /// (offset, header) pairs allocated twice for every request.
-    static func sortedByName(_ h: [(name: String, value: String)]) -> [(name: String, value: String)] {
-        if isSorted(h) { return h }
-        var h = h
+    static func sortByName(_ h: inout [(name: String, value: String)]) {
+        if isSorted(h) { return }
         for i in 1..<h.count {
             let item = h[i]
             var j = i
@@ -225,7 +231,6 @@ public final class SigV4Signer: @unchecked Sendable {
             }
             h[j] = item
         }
-        return h
     }
 
     static func isSorted(_ h: [(name: String, value: String)]) -> Bool {
@@ -323,11 +328,8 @@ public final class SigV4Signer: @unchecked Sendable {
         let (canonical, signedHeaders) = canonicalRequestBytes(request)
         let (hmac, scope) = signingKey(credentials: credentials, day: date.day)
         let stringToSign = Self.stringToSign(canonicalRequest: canonical, amzDate: date.amzDate.utf8, scope: scope.utf8)
-        var signature: [UInt8] = []
-        signature.reserveCapacity(64)
-        HexDigit.append(hmac.mac(stringToSign), to: &signature)
         var authorization: [UInt8] = []
-        authorization.reserveCapacity(200 + signedHeaders.count)
+        authorization.reserveCapacity(200 + credentials.accessKeyID.utf8.count + signedHeaders.count)
         authorization += "AWS4-HMAC-SHA256 Credential=".utf8
         authorization += credentials.accessKeyID.utf8
         authorization.append(0x2F)
@@ -335,10 +337,8 @@ public final class SigV4Signer: @unchecked Sendable {
         authorization += ", SignedHeaders=".utf8
         authorization += signedHeaders
         authorization += ", Signature=".utf8
-        authorization += signature
-        return Signed(canonicalRequestBytes: canonical, stringToSignBytes: stringToSign,
-                      signature: String(decoding: signature, as: UTF8.self),
-                      signedHeaders: String(decoding: signedHeaders, as: UTF8.self),
+        hmac.appendMACHex(of: stringToSign, to: &authorization)
+        return Signed(canonicalRequestBytes: canonical, stringToSignBytes: stringToSign, signedHeaderBytes: signedHeaders,
                       authorization: String(decoding: authorization, as: UTF8.self))
     }
 
@@ -354,7 +354,7 @@ public final class SigV4Signer: @unchecked Sendable {
         out.append(0x0A)
         out += scope
         out.append(0x0A)
-        HexDigit.append(Crypto.sha256(canonicalRequest), to: &out)
+        Crypto.appendSHA256Hex(of: canonicalRequest, to: &out)
         return out
     }
 

@@ -626,6 +626,9 @@ final class Transfer {
     var currentStatus = 0
     var downloadFailed = false
 
+    private static let removals: [StaticString] = ["Expect:", "Accept:"]
+    private static let removalsWithContentType: [StaticString] = removals + ["Content-Type:"]
+
     init(request: PreparedRequest, completion: @escaping CurlTransport.Completion, caBundle: String? = nil) {
         self.request = request
         self.completion = completion
@@ -634,20 +637,19 @@ final class Transfer {
         host = request.headers.first { ASCII.equalsLowercased($0.name, "host") }?.value ?? ""
         // "Name:" with no value removes a header libcurl would add on its own (POSTFIELDS implies a form
         // Content-Type; Expect: 100-continue would cost a round trip). https://curl.se/libcurl/c/CURLOPT_HTTPHEADER.html
-        var removals: [StaticString] = ["Expect:", "Accept:"]
-        if !request.headers.contains(where: { ASCII.equalsLowercased($0.name, "content-type") }) { removals.append("Content-Type:") }
+        let removals = request.headers.contains(where: { ASCII.equalsLowercased($0.name, "content-type") })
+            ? Self.removals : Self.removalsWithContentType
         // The path starts at the first '/' after "://".
-        let urlBytes = request.url.utf8
-        var pathStart = urlBytes.count
-        var slashes = 0
-        for (i, b) in urlBytes.enumerated() where b == 0x2F {
-            slashes += 1
-            if slashes == 3 {
-                pathStart = i
-                break
+        var urlText = request.url
+        let (urlLength, pathStart) = urlText.withUTF8 { u -> (Int, Int) in
+            var slashes = 0
+            for i in u.indices where u[i] == 0x2F {
+                slashes += 1
+                if slashes == 3 { return (u.count, i) }
             }
+            return (u.count, u.count)
         }
-        var size = 2 * (urlBytes.count + 1) + 1 + request.method.utf8.count + 1
+        var size = 2 * (urlLength + 1) + 1 + request.method.utf8.count + 1
         for (name, value) in request.headers { size += name.utf8.count + 2 + value.utf8.count + 1 }
         for r in removals { size += r.utf8CodeUnitCount + 1 }
         let strings = UnsafeMutableBufferPointer<CChar>.allocate(capacity: size)
@@ -671,13 +673,10 @@ final class Transfer {
         put(request.url)
         terminate()
         let targetAt = at
-        do {
-            var url = request.url
-            url.withUTF8 { u in
-                if pathStart < u.count { put(UnsafeBufferPointer(rebasing: u[pathStart...])) } else { put("/") }
-            }
-            terminate()
+        urlText.withUTF8 { u in
+            if pathStart < u.count { put(UnsafeBufferPointer(rebasing: u[pathStart...])) } else { put("/") }
         }
+        terminate()
         let methodAt = at
         put(request.method)
         terminate()
