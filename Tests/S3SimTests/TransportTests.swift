@@ -179,10 +179,18 @@ final class TransportTests: XCTestCase {
         let proxy = StubServer()
         let proxyURL = try proxy.start(recording: false) { (200, [], $0.uri) }
         defer { proxy.stop() }
+        // A machine's own no_proxy could send the request past the proxy to the address below: set aside for the test.
+        let saved = ["no_proxy", "NO_PROXY"].map { (name: String) in (name, getenv(name).map { String(cString: $0) }) }
+        saved.forEach { unsetenv($0.0) }
         setenv("http_proxy", proxyURL, 1)
-        defer { unsetenv("http_proxy") }
+        defer {
+            unsetenv("http_proxy")
+            for (name, value) in saved { if let value { setenv(name, value, 1) } }
+        }
         var configuration = TransportConfiguration()
         configuration.drivers = 1
+        configuration.connectTimeout = 2
+        configuration.requestTimeout = 3
         let transport = try CurlTransport(configuration: configuration)
         defer { transport.shutdown() }
         // A documentation address (RFC 5737): only the proxy on loopback is ever contacted.
