@@ -291,8 +291,8 @@ public final class CurlTransport: @unchecked Sendable {
                     finish(t, .failure(code: Int32(CURLE_URL_MALFORMAT.rawValue), message: "libcurl rejected the URL \(t.request.url)"))
                     continue
                 }
-                configurePerRequest(handle.easy, t)
                 let easy = handle.easy
+                configurePerRequest(easy, t)
                 t.handle = handle
                 let pool = pools[poolChoice.choose(host: t.host, pools: pools.count) { pools[$0].active }]
                 pool.active += 1
@@ -482,9 +482,6 @@ public final class CurlTransport: @unchecked Sendable {
         handle.method = request.method
         _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CURLU, UnsafeRawPointer(handle.url))
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-        // S3 keys like `./x/../y` are distinct objects: libcurl must not squash dot segments.
-        // https://curl.se/libcurl/c/CURLOPT_PATH_AS_IS.html
-        _ = reencryptd_easy_setopt_long(easy, CURLOPT_PATH_AS_IS, 1)
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, Int(configuration.connectTimeout * 1000))
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(configuration.requestTimeout * 1000))
@@ -531,9 +528,9 @@ public final class CurlTransport: @unchecked Sendable {
 /// same kind of request (`method`; "" after a reset) only needs the per-request ones.
 ///
 /// Given a URL string, libcurl 7.88 parses it for every request and then prints it back out through its own printf,
-/// one character at a time: about 8% of the client's time per request (perf, client bench). So the handle gives libcurl the URL already
-/// parsed (CURLOPT_CURLU), parses it again only when the scheme and host change, and names the path and query in
-/// the request line as they were signed (CURLOPT_REQUEST_TARGET). Setting the path or query on the parsed URL instead
+/// one character at a time: about 8% of the client's time per request (perf, client bench). So the handle gives
+/// libcurl the URL already parsed (CURLOPT_CURLU), parses it again only when the scheme and host change, and names the
+/// path and query in the request line as they were signed (CURLOPT_REQUEST_TARGET). Setting the path or query on the parsed URL instead
 /// is no good: libcurl lowercases their percent-escapes (`%2B` becomes `%2b`), and the signature covers them as sent.
 /// A plain-http request to a forward proxy must carry the whole URL in its request line, so when the environment
 /// names one (`http_proxy`, `all_proxy`) such requests set the whole URL each time instead.
@@ -574,7 +571,8 @@ final class EasyHandle {
 
     /// Points the handle at the transfer's URL. False if libcurl rejects it.
     func setURL(of t: Transfer, plainHTTPProxied: Bool) -> Bool {
-        // S3 keys like `./x/../y` are distinct objects: the path keeps its dot segments.
+        // S3 keys like `./x/../y` are distinct objects: the path keeps its dot segments. libcurl only ever gets a
+        // parsed URL, so this flag, not CURLOPT_PATH_AS_IS, is what keeps them. https://curl.se/libcurl/c/curl_url_set.html
         let flags = UInt32(CURLU_PATH_AS_IS)
         if plainHTTPProxied && t.isPlainHTTP {
             origin.removeAll()
@@ -600,8 +598,8 @@ final class Transfer {
     let completion: CurlTransport.Completion
     let body: [UInt8]
     let caBundle: [CChar]?
-    /// URL, request target, method and every header line as C strings, back to back, in one allocation; `headerList` links nodes
-    /// (a second allocation) pointing into it. libcurl only reads the list, so it need not come from
+    /// URL, request target, method and every header line as C strings, back to back, in one allocation; `headerList`
+    /// links nodes (a second allocation) pointing into it. libcurl only reads the list, so it need not come from
     /// `curl_slist_append`, which would cost two allocations per header. https://curl.se/libcurl/c/CURLOPT_HTTPHEADER.html
     private let strings: UnsafeMutableBufferPointer<CChar>
     private let nodes: UnsafeMutableBufferPointer<curl_slist>
