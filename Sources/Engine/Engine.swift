@@ -78,7 +78,8 @@ public enum EngineStop: Sendable, Equatable {
 /// on requests in flight, classifies each answer, and records outcomes in batched transactions.
 ///
 /// Threads: `queue` (serial) owns every piece of mutable state below; `storeQueue` (serial) does all SQLite work, so a
-/// slow commit never stalls dispatch; the transport's own thread only hands completions back to `queue`.
+/// slow commit never stalls dispatch. A transport driver thread runs its batches of answers on `queue` with
+/// `queue.sync` (see `deliver`), which serializes them with everything else there.
 /// That discipline is what makes `@unchecked Sendable` sound.
 public final class Engine: @unchecked Sendable {
     private let store: TaskQueue
@@ -145,6 +146,8 @@ public final class Engine: @unchecked Sendable {
         } catch {
             return .storeFailure("\(error)")
         }
+        client.afterCompletions { [weak self] in self?.afterCompletions() }
+        defer { client.afterCompletions(nil) }
         queue.sync {
             refreshJobs()
             let t = DispatchSource.makeTimerSource(queue: queue)
@@ -175,6 +178,7 @@ public final class Engine: @unchecked Sendable {
     // MARK: The loop (on `queue`)
 
     private func tick() {
+        completeAnswers(batches: 1)
         let now = Self.now()
         if !draining, let stopAt = configuration.stopAt, Date(timeIntervalSince1970: now) >= stopAt {
             logger.notice("stop time reached: draining")
@@ -280,28 +284,61 @@ public final class Engine: @unchecked Sendable {
         var result: S3Result
     }
 
-    /// Answers reach `queue` in batches: the transport hands over each one under `answersLock`, and only the first of a
-    /// batch schedules a drain. One block and at most one thread wake-up per batch instead of per answer.
+    /// Answers wait under `answersLock` and are taken in batches. A driver thread leaves its answers there and, once
+    /// its pass has run all its completions, completes the batch itself: `queue.sync` executes on the calling thread,
+    /// so classifying the answers and sending their successors (to that same driver, which starts them on its next
+    /// pass) happen where the answers already are, with no thread woken. Handing each batch to a dispatch thread cost a
+    /// wake-up and a context switch per batch on both sides, and in (b) a queue to wait in between an answer and its
+    /// successor. `answersTaken` says a run is queued or under way: another driver finding it set leaves its answers
+    /// to that run and goes back to its sockets rather than wait. Answers given on any other thread (a send refused at
+    /// once) schedule a run on `queue`, and `tick` completes any left.
     private let answersLock = NSLock()
     private var answers: [Answer] = []
-    private var drainScheduled = false
+    private var answersTaken = false
 
     private func deliver(_ answer: Answer) {
         let schedule = answersLock.withLock { () -> Bool in
             answers.append(answer)
-            defer { drainScheduled = true }
-            return !drainScheduled
+            // On a driver, `afterCompletions` runs the batch once the pass is over.
+            guard !CurlTransport.onDriverThread, !answersTaken else { return false }
+            answersTaken = true
+            return true
         }
-        guard schedule else { return }
-        queue.async { [self] in
-            let batch = answersLock.withLock { () -> [Answer] in
-                drainScheduled = false
-                defer { answers.removeAll(keepingCapacity: true) }
-                return answers
+        if schedule { queue.async { [self] in completeAnswers(batches: .max) } }
+    }
+
+    /// On a driver thread, after a pass that ran completions.
+    private func afterCompletions() {
+        let run = answersLock.withLock { () -> Bool in
+            guard !answersTaken, !answers.isEmpty else { return false }
+            answersTaken = true
+            return true
+        }
+        // Never called on `queue` (a driver thread is never one of its threads), so `sync` cannot deadlock.
+        if run { queue.sync { completeAnswers(batches: 2) } }
+    }
+
+    /// On `queue`: completes the answers waiting, a batch at a time, dispatching after each. After `batches` batches,
+    /// what is left (the other driver's answers keep coming) goes to a run on `queue`'s own thread, so that a driver
+    /// gets back to its sockets.
+    private func completeAnswers(batches: Int) {
+        var batch: [Answer] = []
+        for _ in 0..<batches {
+            let any = answersLock.withLock { () -> Bool in
+                swap(&batch, &answers)
+                if batch.isEmpty { answersTaken = false }
+                return !batch.isEmpty
             }
+            guard any else { return }
             for a in batch { complete(a.lease, key: a.key, sentAt: a.sentAt, result: a.result) }
+            batch.removeAll(keepingCapacity: true)
             dispatch(now: Self.now())
         }
+        let left = answersLock.withLock { () -> Bool in
+            if answers.isEmpty { answersTaken = false }
+            return !answers.isEmpty
+        }
+        if left { queue.async { [self] in completeAnswers(batches: .max) } }
     }
 
     /// Classifies one answer and queues its result for the store (the caller dispatches more work after a batch).

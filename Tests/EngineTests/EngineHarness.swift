@@ -18,7 +18,7 @@ final class EngineHarness: @unchecked Sendable {
 
     /// - Parameter order: the order the manifest lists the objects in (default: as generated).
     init(objects: Int, spec adjust: (inout PopulationSpec) -> Void = { _ in }, viaInventoryEveryOther: Bool = false,
-         order: (([PopulationEntry]) -> [PopulationEntry])? = nil) throws {
+         order: (([PopulationEntry]) -> [PopulationEntry])? = nil, credentials: CredentialProvider? = nil) throws {
         simulator = S3Simulator()
         try simulator.start()
         var spec = PopulationSpec()
@@ -34,13 +34,15 @@ final class EngineHarness: @unchecked Sendable {
         transport.requestTimeout = 2
         transport.connectTimeout = 1
         client = try S3Client(configuration: S3ClientConfiguration(endpoint: try S3Endpoint(url: simulator.endpointURL), transport: transport),
-                              credentials: StaticCredentialProvider(AWSCredentials(accessKeyID: SimCredential.default.accessKeyID,
-                                                                                   secretAccessKey: SimCredential.default.secretAccessKey)))
+                              credentials: credentials ?? StaticCredentialProvider(Self.credentials))
         let arn = try KMSKeyARN(population.targetKeyARN)
         _ = try store.submit(JobSpec(name: "job", kmsKeyARN: arn, bucketKeyEnabled: true), now: Date().timeIntervalSince1970) { sink in
             for e in order?(population.entries) ?? population.entries { _ = try sink.add(e.object, skippedAs: nil) }
         }
     }
+
+    static let credentials = AWSCredentials(accessKeyID: SimCredential.default.accessKeyID,
+                                            secretAccessKey: SimCredential.default.secretAccessKey)
 
     static func fastConfiguration() -> EngineConfiguration {
         var c = EngineConfiguration()
@@ -53,10 +55,14 @@ final class EngineHarness: @unchecked Sendable {
         return c
     }
 
-    func run(_ configuration: EngineConfiguration = EngineHarness.fastConfiguration()) -> EngineStop {
+    var quietLogger: Logger {
         var logger = Logger(label: "engine-test")
         logger.logLevel = .critical
-        return Engine(store: store, client: client, configuration: configuration, logger: logger).run()
+        return logger
+    }
+
+    func run(_ configuration: EngineConfiguration = EngineHarness.fastConfiguration()) -> EngineStop {
+        Engine(store: store, client: client, configuration: configuration, logger: quietLogger).run()
     }
 
     /// Every task's outcome (nil while not terminal).

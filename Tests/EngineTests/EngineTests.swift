@@ -60,6 +60,35 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    /// A send the client refuses at once (no credentials) is answered on the thread that sent it: sometimes the
+    /// engine's queue, sometimes a transport driver completing a batch of answers there. Either way the answer is
+    /// completed and retried, and every task ends with its class.
+    func testAnswersGivenAtOnceAreCompletedWhicheverThreadGivesThem() throws {
+        let credentials = FlakyCredentials(failEvery: 3, after: 300)
+        let h = try EngineHarness(objects: 600, credentials: credentials)
+        var configuration = EngineHarness.fastConfiguration()
+        configuration.retry = RetryPolicy(maxAttempts: 40, base: 0.001, cap: 0.005)
+        let engine = Engine(store: h.store, client: h.client, configuration: configuration, logger: h.quietLogger)
+        let stopped = DispatchSemaphore(value: 0)
+        let result = LockedValue<EngineStop?>(nil)
+        Thread.detachNewThread {
+            result.set(engine.run())
+            stopped.signal()
+        }
+        // A lost answer leaves its task in flight for good and the run never ends: fail rather than hang.
+        if stopped.wait(timeout: .now() + 120) == .timedOut {
+            engine.requestStop()
+            stopped.wait()
+            XCTFail("the run did not finish: an answer was lost")
+        }
+        XCTAssertEqual(result.get(), .idle)
+        XCTAssertGreaterThan(credentials.refusedOnDriver, 0, "refusals on a driver thread")
+        XCTAssertGreaterThan(credentials.refusedElsewhere, 0, "refusals on the engine's queue")
+        let outcomes = try h.outcomes()
+        for e in h.population.entries { XCTAssertEqual(outcomes[e.object] ?? nil, e.expectedViaCSV, "\(e.object)") }
+        XCTAssertTrue(try h.store.countersAgreeWithTasks())
+    }
+
     func testRetryPutsChosenFailuresBackAndTheyCanSucceed() throws {
         let h = try EngineHarness(objects: 300) { $0.denied = 0.2 }
         XCTAssertEqual(h.run(), .idle)
@@ -135,4 +164,44 @@ final class DaemonModeTests: XCTestCase {
         XCTAssertEqual(try h.store.job(named: "job")?.state, .complete)
         XCTAssertEqual(try h.store.summaries(now: 0).first?.remaining, 0)
     }
+}
+
+/// Refuses every `failEvery`-th request for credentials after the first `after`, to the end of the run (so some
+/// refusals come with the last answers, where one left behind would end no run), noting on which kind of thread.
+private final class FlakyCredentials: CredentialProvider, @unchecked Sendable {
+    private let lock = NSLock()
+    private let failEvery: Int
+    private let after: Int
+    private var calls = 0
+    private var onDriver = 0
+    private var elsewhere = 0
+
+    init(failEvery: Int, after: Int) {
+        self.failEvery = failEvery
+        self.after = after
+    }
+
+    var refusedOnDriver: Int { lock.withLock { onDriver } }
+    var refusedElsewhere: Int { lock.withLock { elsewhere } }
+
+    func credentials() throws -> AWSCredentials {
+        let refuse = lock.withLock { () -> Bool in
+            calls += 1
+            guard calls > after, calls % failEvery == 0 else { return false }
+            if CurlTransport.onDriverThread { onDriver += 1 } else { elsewhere += 1 }
+            return true
+        }
+        if refuse { throw S3ClientError.credentials("no credentials (test)") }
+        return EngineHarness.credentials
+    }
+
+    func invalidate() {}
+}
+
+private final class LockedValue<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func set(_ new: Value) { lock.withLock { value = new } }
+    func get() -> Value { lock.withLock { value } }
 }

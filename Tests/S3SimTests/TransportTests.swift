@@ -246,6 +246,83 @@ final class TransportTests: XCTestCase {
         XCTAssertEqual(named(), before + 2)
     }
 
+    /// A stub that answers every request with 200, and a client for it.
+    private func answeringClient(drivers: Int) throws -> (StubServer, S3Client) {
+        let stub = StubServer()
+        let url = try stub.start(recording: false) { _ in (200, [], "answer") }
+        return (stub, try client(for: url, drivers: drivers))
+    }
+
+    /// A send made in a completion goes to the driver that ran the completion, which starts it on its next pass with
+    /// no wake-up; the first send, from another thread, goes round-robin.
+    func testSendsFromACompletionStayOnItsDriver() throws {
+        let (stub, client) = try answeringClient(drivers: 2)
+        defer { client.shutdown(); stub.stop() }
+        let drivers = Recorder<Int?>()
+        let done = DispatchSemaphore(value: 0)
+        @Sendable func chain(_ i: Int) {
+            client.send(.getObject(bucket: "bucket-a", key: "k\(i)")) { result in
+                guard case .success = result else { return XCTFail("request \(i) failed") }
+                drivers.append(client.transports.firstIndex { $0.isCurrentDriver })
+                if i < 30 { chain(i + 1) } else { done.signal() }
+            }
+        }
+        chain(0)
+        XCTAssertEqual(done.wait(timeout: .now() + 20), .success)
+        let seen = drivers.values
+        XCTAssertEqual(seen.count, 31)
+        XCTAssertFalse(seen.contains(nil), "every completion runs on a driver thread")
+        XCTAssertEqual(Set(seen).count, 1, "all on one driver: \(seen)")
+    }
+
+    /// A burst sent from one driver's completion spreads over both drivers: a driver keeps sends only while it holds
+    /// no more than `S3Client.driverSlack` more than the other, so one thread does not end up with all the work.
+    func testABurstFromOneDriverIsSharedWithTheOther() throws {
+        let (stub, client) = try answeringClient(drivers: 2)
+        defer { client.shutdown(); stub.stop() }
+        let drivers = Recorder<Int?>()
+        let done = DispatchSemaphore(value: 0)
+        let burst = 100
+        client.send(.getObject(bucket: "bucket-a", key: "first")) { _ in
+            for i in 0..<burst {
+                client.send(.getObject(bucket: "bucket-a", key: "k\(i)")) { result in
+                    if case .failure = result { XCTFail("request \(i) failed") }
+                    if drivers.append(client.transports.firstIndex { $0.isCurrentDriver }) == burst { done.signal() }
+                }
+            }
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 20), .success)
+        let seen = drivers.values
+        for d in [0, 1] {
+            XCTAssertGreaterThanOrEqual(seen.filter { $0 == d }.count, burst / 2 - S3Client.driverSlack, "driver \(d): \(seen)")
+        }
+    }
+
+    /// `afterCompletions` runs on the driver thread once a pass's completions have all run: the run after the last
+    /// completion sees every one of them.
+    func testTheRoundHandlerRunsOnTheDriverAfterThePassesCompletions() throws {
+        let (stub, client) = try answeringClient(drivers: 1)
+        defer { client.shutdown(); stub.stop() }
+        let completed = LockedCounter()
+        let seenByHandler = Recorder<Int>()
+        let offDriver = LockedCounter()
+        let all = 40
+        let lastSeen = DispatchSemaphore(value: 0)
+        client.afterCompletions {
+            if !client.transport.isCurrentDriver { _ = offDriver.next() }
+            let n = completed.current
+            seenByHandler.append(n)
+            if n == all { lastSeen.signal() }
+        }
+        for i in 0..<all {
+            client.send(.getObject(bucket: "bucket-a", key: "k\(i)")) { _ in _ = completed.next() }
+        }
+        XCTAssertEqual(lastSeen.wait(timeout: .now() + 20), .success, "a handler run saw all \(all) completions")
+        XCTAssertEqual(offDriver.current, 0, "the handler ran off the driver thread")
+        XCTAssertLessThanOrEqual(seenByHandler.values.count, all, "at most one run per pass with completions")
+        client.afterCompletions(nil)
+    }
+
     /// The server drops idle connections without a word (an idle timeout): a parked socket turns readable at EOF.
     /// The next request must go out on a new connection.
     func testIdleConnectionsDroppedByTheServerAreReplaced() async throws {
@@ -273,4 +350,15 @@ private final class LockedCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var value = 0
     func next() -> Int { lock.withLock { defer { value += 1 }; return value } }
+    var current: Int { lock.withLock { value } }
+}
+
+/// Values appended from any thread.
+private final class Recorder<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [Value] = []
+    /// Appends `value`; returns how many there are now.
+    @discardableResult
+    func append(_ value: Value) -> Int { lock.withLock { list.append(value); return list.count } }
+    var values: [Value] { lock.withLock { list } }
 }

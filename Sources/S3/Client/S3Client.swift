@@ -31,9 +31,10 @@ public struct S3ClientConfiguration: Sendable {
 /// Sources: botocore utils.py S3RegionRedirectorv2; botocore endpoint.py (clock skew).
 public final class S3Client: @unchecked Sendable {
     public let configuration: S3ClientConfiguration
-    /// The first transport (the STS client and tests use one); requests go round the whole set.
+    /// The first transport (the STS client and tests use one); requests are spread over the whole set
+    /// (`chooseTransport`).
     public var transport: CurlTransport { transports[0] }
-    private let transports: [CurlTransport]
+    let transports: [CurlTransport]
     private var nextTransport = 0
     private let credentials: CredentialProvider
     private let requestSigner: S3RequestSigner
@@ -64,6 +65,35 @@ public final class S3Client: @unchecked Sendable {
 
     /// Starts the requests sent so far without waiting for the transport's next poll (see `CurlTransport.flush`).
     public func flush() { for t in transports { t.flush() } }
+
+    /// Runs `handler` on a driver thread after each batch of completions there (see `CurlTransport.afterCompletions`).
+    public func afterCompletions(_ handler: CurlTransport.RoundHandler?) { for t in transports { t.afterCompletions(handler) } }
+
+    /// How many more transfers the calling driver may hold than the least busy transport before sends go there.
+    static let driverSlack = 16
+
+    /// The transport for the next send. A send made on a driver thread (from a completion, or work run after a batch
+    /// of them) goes to that driver: it starts on the driver's next pass with no wake-up. Unless that driver holds
+    /// `driverSlack` more than another, or is at its connection share: then to the least busy, so that the drivers
+    /// share the work (one driver's thread alone would cap the rate on a small machine). Elsewhere, round-robin.
+    private func chooseTransport() -> CurlTransport {
+        if transports.count == 1 { return transports[0] }
+        if CurlTransport.onDriverThread, let mine = transports.firstIndex(where: \.isCurrentDriver) {
+            let myLoad = transports[mine].inFlight
+            var least = mine
+            var leastLoad = myLoad
+            for i in transports.indices where i != mine {
+                let load = transports[i].inFlight
+                if load < leastLoad { (least, leastLoad) = (i, load) }
+            }
+            let stay = myLoad <= leastLoad + Self.driverSlack && myLoad < transports[mine].connectionCap
+            return transports[stay ? mine : least]
+        }
+        return lock.withLock {
+            nextTransport = (nextTransport + 1) % transports.count
+            return transports[nextTransport]
+        }
+    }
 
     /// The region a bucket is known to be in (learnt from S3), if any.
     public func knownRegion(of bucket: String) -> String? { lock.withLock { bucketRegions[bucket] } }
@@ -102,12 +132,11 @@ public final class S3Client: @unchecked Sendable {
     private func send(_ request: S3Request, object: ObjectRef?, attempt: Int, downloadTo fd: Int32?,
                       completion: @escaping @Sendable (S3Result) -> Void) {
         let now = clock()
-        let (region, date, transport) = lock.withLock { () -> (String, SigV4Date, CurlTransport) in
-            nextTransport = (nextTransport + 1) % transports.count
-            let transport = transports[nextTransport]
+        let transport = chooseTransport()
+        let (region, date) = lock.withLock { () -> (String, SigV4Date) in
             let second = Int((now.timeIntervalSince1970 + clockOffset).rounded(.down))
             if lastDate?.second != second { lastDate = (second, SigV4Date(secondsSince1970: second)) }
-            return (bucketRegions[request.bucket] ?? configuration.region, lastDate!.date, transport)
+            return (bucketRegions[request.bucket] ?? configuration.region, lastDate!.date)
         }
         let creds: AWSCredentials
         do {

@@ -150,6 +150,36 @@ public final class CurlTransport: @unchecked Sendable {
 
     /// Transfers in flight or queued (for metrics).
     public var inFlight: Int { lock.withLock { activeCount } }
+    /// This transport's connection cap (its share when a client runs several).
+    var connectionCap: Int { configuration.maxHostConnections }
+
+    public typealias RoundHandler = @Sendable () -> Void
+    /// Run after each pass of the driver loop in which completions ran (under `lock`; read once per pass).
+    private var roundHandler: RoundHandler?
+    /// Completions run in the current pass (driver thread only).
+    private var completionsThisPass = 0
+
+    /// Marks each driver thread with its transport (see `isCurrentDriver`).
+    private static let driverKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// Whether the calling thread is a driver thread (of any transport).
+    public static var onDriverThread: Bool { pthread_getspecific(driverKey) != nil }
+
+    /// Whether the calling thread is this transport's driver: what it submits is started on the driver's next pass,
+    /// before the driver waits again, with no wake-up.
+    public var isCurrentDriver: Bool { pthread_getspecific(Self.driverKey) == Unmanaged.passUnretained(self).toOpaque() }
+
+    /// Runs `handler` on the driver thread after each pass of its loop that ran completions, once they have all run.
+    /// A caller that collects completions can act on the whole batch there, on the thread that has it, instead of
+    /// handing it to another thread (a wake-up and a context switch per batch, and the batch's memory crossing cores).
+    /// The handler may submit (it runs outside the transport's lock); work it submits here starts on the next pass.
+    public func afterCompletions(_ handler: RoundHandler?) {
+        lock.withLock { roundHandler = handler }
+    }
 
     private static let globalInit: Void = {
         // Once per process, before any thread uses curl; and SIGPIPE must not kill us when a peer resets.
@@ -189,6 +219,7 @@ public final class CurlTransport: @unchecked Sendable {
             // Named from inside: on Linux, Foundation's `Thread.name` set before start did not reach the kernel, and
             // `top -H` showed the transport threads under the name of the dispatch worker that created them.
             reencryptd_name_thread(Self.threadName)
+            pthread_setspecific(Self.driverKey, Unmanaged.passUnretained(self).toOpaque())
             self.drive()
         }
         thread.start()
@@ -268,12 +299,13 @@ public final class CurlTransport: @unchecked Sendable {
         var fds = [Int32](repeating: 0, count: 512)
         var flags = [Int32](repeating: 0, count: 512)
         while true {
-            let (batch, stop) = lock.withLock { () -> ([Transfer], Bool) in
+            let (batch, stop, afterCompletions) = lock.withLock { () -> ([Transfer], Bool, RoundHandler?) in
                 defer { submitted.removeAll(keepingCapacity: true) }
-                return (submitted, stopping)
+                return (submitted, stopping, roundHandler)
             }
             if stop {
                 abortAll(batch)
+                afterCompletions?()
                 return
             }
             for t in batch {
@@ -353,6 +385,10 @@ public final class CurlTransport: @unchecked Sendable {
                 curl_multi_socket_action(pool.multi, CURL_SOCKET_TIMEOUT, 0, &running)
             }
             for pool in pools { collectCompletions(pool) }
+            if completionsThisPass > 0 {
+                completionsThisPass = 0
+                afterCompletions?()
+            }
         }
     }
 
@@ -473,6 +509,7 @@ public final class CurlTransport: @unchecked Sendable {
 
     private func finish(_ t: Transfer, _ outcome: TransportResult) {
         lock.withLock { activeCount -= 1 }
+        completionsThisPass += 1
         t.completion(outcome)
     }
 
