@@ -34,6 +34,7 @@ public final class S3Client: @unchecked Sendable {
     /// The first transport (the STS client and tests use one); requests are spread over the whole set
     /// (`chooseTransport`).
     public var transport: CurlTransport { transports[0] }
+    /// One transport per driver thread (internal so that tests can tell which driver ran a completion).
     let transports: [CurlTransport]
     private var nextTransport = 0
     private let credentials: CredentialProvider

@@ -96,8 +96,8 @@ public struct TransportConfiguration: Sendable {
 /// libcurl's multi interface on one driver thread, event-driven: `curl_multi_socket_action` with our own epoll, so
 /// each pass touches only the sockets that are ready (`curl_multi_perform` checks every transfer on every call, which
 /// costs O(transfers) per completion). Thousands of transfers in flight, connections kept alive in the caches of a few
-/// multi handles (`ConnectionPool`), completions delivered by callback on the driver thread (callers must hand heavy
-/// work elsewhere).
+/// multi handles (`ConnectionPool`), completions delivered by callback on the driver thread. Each completion must be
+/// short; work on a whole batch of them belongs in `afterCompletions`, once per pass, or on another thread.
 /// No thread is blocked per request.
 /// https://curl.se/libcurl/c/curl_multi_socket_action.html ; https://curl.se/libcurl/c/libcurl-thread.html
 public final class CurlTransport: @unchecked Sendable {
