@@ -169,6 +169,9 @@ final class TransportTests: XCTestCase {
                     let answer = await Self.fetch(transport, url + target)
                     XCTAssertEqual(answer, "\(server) \(target)", "proxied \(proxied)")
                 }
+                // A URL with no path asks for "/".
+                let root = await Self.fetch(transport, url)
+                XCTAssertEqual(root, "\(server) /", "proxied \(proxied)")
             }
         }
     }

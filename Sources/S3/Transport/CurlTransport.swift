@@ -635,9 +635,10 @@ final class Transfer {
     let completion: CurlTransport.Completion
     let body: [UInt8]
     let caBundle: [CChar]?
-    /// URL, request target, method and every header line as C strings, back to back, in one allocation; `headerList`
-    /// links nodes (a second allocation) pointing into it. libcurl only reads the list, so it need not come from
-    /// `curl_slist_append`, which would cost two allocations per header. https://curl.se/libcurl/c/CURLOPT_HTTPHEADER.html
+    /// URL (its tail is the request target), method and every header line as C strings, back to back, in one
+    /// allocation; `headerList` links nodes (a second allocation) pointing into it. libcurl only reads the list, so it
+    /// need not come from `curl_slist_append`, which would cost two allocations per header.
+    /// https://curl.se/libcurl/c/CURLOPT_HTTPHEADER.html
     private let strings: UnsafeMutableBufferPointer<CChar>
     private let nodes: UnsafeMutableBufferPointer<curl_slist>
     let url: UnsafePointer<CChar>
@@ -684,7 +685,8 @@ final class Transfer {
             }
             return (u.count, u.count)
         }
-        var size = 2 * (urlLength + 1) + 1 + request.method.utf8.count + 1
+        // The URL, "/" as the target should the URL have no path, the method.
+        var size = urlLength + 1 + 2 + request.method.utf8.count + 1
         for (name, value) in request.headers { size += name.utf8.count + 2 + value.utf8.count + 1 }
         for r in removals { size += r.utf8CodeUnitCount + 1 }
         let strings = UnsafeMutableBufferPointer<CChar>.allocate(capacity: size)
@@ -707,11 +709,13 @@ final class Transfer {
         let base = strings.baseAddress!
         put(request.url)
         terminate()
-        let targetAt = at
-        urlText.withUTF8 { u in
-            if pathStart < u.count { put(UnsafeBufferPointer(rebasing: u[pathStart...])) } else { put("/") }
+        // The target is the URL's tail, ending at the URL's own terminator.
+        var targetAt = pathStart
+        if pathStart == urlLength {
+            targetAt = at
+            put("/")
+            terminate()
         }
-        terminate()
         let methodAt = at
         put(request.method)
         terminate()
