@@ -11,29 +11,14 @@ extension SimService {
             error(status, code, message, resource: target.resource, requestID: requestID, extra: extra)
         }
         if let problem = checksumProblem(request) { return fail(400, problem.code, problem.message) }
-        // The body: <ObjectEncryption xmlns="…"><SSE-KMS><KMSKeyArn/><BucketKeyEnabled/></SSE-KMS></ObjectEncryption>
-        let xml = request.body
-        guard ByteSearch.find(UpdateBody.open, in: xml) != nil, ByteSearch.find(UpdateBody.close, in: xml) != nil else {
-            return fail(400, "MalformedXML", Messages.malformedXML)
-        }
-        if ByteSearch.find(UpdateBody.sseC, in: xml) != nil || ByteSearch.find(UpdateBody.dsseKMS, in: xml) != nil {
-            return fail(400, "InvalidRequest", Messages.dsseOrSSECTarget)
-        }
-        guard ByteSearch.find(UpdateBody.sseKMS, in: xml) != nil else { return fail(400, "InvalidRequest", Messages.needValidType) }
-        guard let arn = UpdateBody.keyARN.rawText(in: xml), !arn.isEmpty else { return fail(400, "InvalidRequest", Messages.needARN) }
-        guard KMSKeyARN.matchesPattern(arn) else { return fail(400, "InvalidRequest", Messages.needValidARN) }
-        var bucketKey = false
-        if let value = UpdateBody.bucketKey.rawText(in: xml) {
-            switch value {
-            case "true": bucketKey = true
-            case "false": bucketKey = false
-            default: return fail(400, "InvalidRequest", Messages.badBucketKey)
-            }
+        let arn: String, bucketKey: Bool, keyAccount: String
+        switch updateBodies.value(for: request.body, UpdateBody.read) {
+        case .invalid(let code, let message): return fail(400, code, message)
+        case .valid(let a, let b, let account): (arn, bucketKey, keyAccount) = (a, b, account)
         }
         let versionParam = target.param("versionId")
         if let v = versionParam, v.isEmpty || v.utf8.contains(0x20) { return fail(400, "InvalidArgument", Messages.invalidVersion) }
         let expectedOwner = request.header("x-amz-expected-bucket-owner")
-        let keyAccount = KMSKeyARN.account(ofARN: arn)
         let now = self.now
 
         /// The stored versions, changed in place (`inout` through the dictionaries' subscripts: one lookup each and
@@ -57,8 +42,12 @@ extension SimService {
                     return r
                 }
             }
-            versions![index].calls += 1
-            let version = versions![index]
+            return update(&versions![index], owner: owner, versioned: versioned, counters: &counters)
+        }
+
+        /// The version in place: copying it out would retain each of its strings and its body.
+        func update(_ version: inout SimVersion, owner: String, versioned: Bool, counters: inout SimCounters) -> SimResponse {
+            version.calls += 1
             if version.broken { return fail(500, "InternalError", Messages.internalError) }
             if version.denyUpdate { return fail(403, "AccessDenied", Messages.accessDenied) }
             if keyAccount != owner { return fail(403, "AccessDenied", Messages.kmsSameAccount) }
@@ -68,10 +57,10 @@ extension SimService {
             case .sseC, .dsseKMS: return fail(400, "InvalidRequest", Messages.dsseOrSSECSource)
             case .sseS3, .sseKMS: break
             }
-            versions![index].encryption = .sseKMS(keyARN: arn, bucketKey: bucketKey)
-            versions![index].updates += 1
-            counters.updateSuccesses += 1
+            version.encryption = .sseKMS(keyARN: arn, bucketKey: bucketKey)
             if version.updates >= 1 { counters.duplicateUpdates += 1 }
+            version.updates += 1
+            counters.updateSuccesses += 1
             return SimResponse(status: 200, headers: versioned ? [("x-amz-version-id", version.versionID)] : [], body: [])
         }
 
@@ -97,27 +86,37 @@ extension SimService {
                 return ("BadDigest", "The Content-MD5 you specified did not match what we received.")
             }
         }
+        let prefix = UpdateBody.checksumPrefix
         for f in request.fields {
             let name = request.name(f)
-            guard name.starts(with: UpdateBody.checksumPrefix), !name.equals("x-amz-checksum-type") else { continue }
+            guard name.starts(with: prefix), !name.equals("x-amz-checksum-type") else { continue }
             found = true
-            let algorithm = String(decoding: name.dropFirst(UpdateBody.checksumPrefix.count), as: UTF8.self)
+            let algorithm = name.dropFirst(prefix.count)
             let computed: String
-            switch algorithm {
-            case "crc32": computed = Crypto.base64(Crypto.crc32(request.body))
-            case "sha256": computed = Crypto.base64(Crypto.sha256(request.body))
-            case "crc32c", "crc64nvme", "sha1":
-                return ("InvalidRequest", "x-amz-checksum-\(algorithm) is not verified by this simulator; use crc32, sha256 or Content-MD5")
-            default:
-                return ("InvalidRequest", "Value for x-amz-checksum-\(algorithm) header is invalid.")
+            if algorithm.equals("crc32") {
+                computed = bodyCRC32.value(for: request.body) { Crypto.base64(Crypto.crc32($0)) }
+            } else if algorithm.equals("sha256") {
+                computed = Crypto.base64(Crypto.sha256(request.body))
+            } else {
+                let algorithm = String(decoding: algorithm, as: UTF8.self)
+                switch algorithm {
+                case "crc32c", "crc64nvme", "sha1":
+                    return ("InvalidRequest", "x-amz-checksum-\(algorithm) is not verified by this simulator; use crc32, sha256 or Content-MD5")
+                default:
+                    return ("InvalidRequest", "Value for x-amz-checksum-\(algorithm) header is invalid.")
+                }
             }
             if !request.value(f).equals(computed) {
+                let algorithm = String(decoding: algorithm, as: UTF8.self)
                 return ("BadDigest", "The \(algorithm.uppercased()) you specified did not match the calculated checksum.")
             }
         }
-        if let algorithm = request.header("x-amz-sdk-checksum-algorithm"),
-           request.header("x-amz-checksum-\(algorithm.lowercased())") == nil {
-            return ("InvalidRequest", "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or x-amz-trailer headers were found.")
+        if let algorithm = request.headerBytes("x-amz-sdk-checksum-algorithm") {
+            // The header it promises: "x-amz-checksum-" and the algorithm, lowercased (as field names are stored).
+            let promised = prefix + algorithm.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
+            if !request.fields.contains(where: { request.name($0).elementsEqual(promised) }) {
+                return ("InvalidRequest", "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or x-amz-trailer headers were found.")
+            }
         }
         return found ? nil : ("InvalidRequest", Messages.missingChecksum)
     }
@@ -262,6 +261,34 @@ extension SimState {
 
 /// The markers UpdateObjectEncryption's body is checked for, as bytes once.
 enum UpdateBody {
+    /// What a body asks for, or why S3 would refuse it (every refusal is a 400).
+    enum Reading {
+        case valid(arn: String, bucketKey: Bool, keyAccount: String)
+        case invalid(code: String, message: String)
+    }
+
+    /// The body: <ObjectEncryption xmlns="…"><SSE-KMS><KMSKeyArn/><BucketKeyEnabled/></SSE-KMS></ObjectEncryption>
+    static func read(_ xml: [UInt8]) -> Reading {
+        guard ByteSearch.find(open, in: xml) != nil, ByteSearch.find(close, in: xml) != nil else {
+            return .invalid(code: "MalformedXML", message: Messages.malformedXML)
+        }
+        if ByteSearch.find(sseC, in: xml) != nil || ByteSearch.find(dsseKMS, in: xml) != nil {
+            return .invalid(code: "InvalidRequest", message: Messages.dsseOrSSECTarget)
+        }
+        guard ByteSearch.find(sseKMS, in: xml) != nil else { return .invalid(code: "InvalidRequest", message: Messages.needValidType) }
+        guard let arn = keyARN.rawText(in: xml), !arn.isEmpty else { return .invalid(code: "InvalidRequest", message: Messages.needARN) }
+        guard KMSKeyARN.matchesPattern(arn) else { return .invalid(code: "InvalidRequest", message: Messages.needValidARN) }
+        var enabled = false
+        if let value = bucketKey.rawText(in: xml) {
+            switch value {
+            case "true": enabled = true
+            case "false": enabled = false
+            default: return .invalid(code: "InvalidRequest", message: Messages.badBucketKey)
+            }
+        }
+        return .valid(arn: arn, bucketKey: enabled, keyAccount: KMSKeyARN.account(ofARN: arn))
+    }
+
     static let open = Array("<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">".utf8)
     static let close = Array("</ObjectEncryption>".utf8)
     static let sseC = Array("<SSE-C".utf8)

@@ -44,14 +44,25 @@ public final class SimService: @unchecked Sendable {
     private var requestCounter: UInt64 = 0
     /// Signing keys by credential scope (`AKID/day/region/s3/aws4_request`); emptied when a credential changes.
     private var signingKeys: [String: Crypto.HMACKey] = [:]
+    /// The scope and key of the last request, and its credential, checked as bytes before the dictionaries: a bulk
+    /// client signs every request with the same ones, and a String per lookup was a visible share of each request.
+    private var lastSigningKey: (scope: [UInt8], key: Crypto.HMACKey)?
+    private var lastCredential: (accessKeyID: [UInt8], credential: SimCredential)?
     private var dateSecond = 0
     private var dateHeader = ""
+    /// What the last small body was found to be: the same bytes arrive on every call of a bulk job.
+    let updateBodies = LastBodyMemo<UpdateBody.Reading>()
+    let bodyCRC32 = LastBodyMemo<String>()
+    let bodySHA256 = LastBodyMemo<[UInt8]>()
 
     static func hex16(_ v: UInt64) -> String {
-        let digits = Array("0123456789ABCDEF".utf8)
-        var out = [UInt8](repeating: 0, count: 16)
-        for i in 0..<16 { out[15 - i] = digits[Int((v >> (UInt64(i) * 4)) & 15)] }
-        return String(decoding: out, as: UTF8.self)
+        String(unsafeUninitializedCapacity: 16) { out in
+            for i in 0..<16 {
+                let d = UInt8((v >> (UInt64(15 - i) * 4)) & 15)
+                out[i] = d < 10 ? 0x30 + d : 0x37 + d  // '0'…'9', 'A'…'F'
+            }
+            return 16
+        }
     }
 
     public init(state: SimState, credentials: [SimCredential] = [.default], verifySignatures: Bool = true) {
@@ -81,6 +92,8 @@ public final class SimService: @unchecked Sendable {
         lock.withLock {
             credentials[credential.accessKeyID] = credential
             signingKeys = [:]
+            lastSigningKey = nil
+            lastCredential = nil
         }
     }
 
@@ -109,9 +122,7 @@ public final class SimService: @unchecked Sendable {
             let latency = drawLatency()
             if latency > 0 { response.fault = .delay(seconds: latency) }
         }
-        response.headers.append(("x-amz-request-id", requestID))
-        response.headers.append(("x-amz-id-2", "sim/" + requestID))
-        response.headers.append(("Date", date))
+        response.headers.append(contentsOf: [("x-amz-request-id", requestID), ("x-amz-id-2", "sim/" + requestID), ("Date", date)])
         state.count { $0.countResponse(response.status) }
         return response
     }
@@ -203,9 +214,8 @@ public final class SimService: @unchecked Sendable {
             return deny(400, "AuthorizationHeaderMalformed", "The authorization header is malformed; the authorization header requires three components: Credential, SignedHeaders, and Signature.")
         }
         let bytes = { (r: Range<Int>) in request.fieldBytes[r] }
-        let accessKeyID = request.text(auth.accessKeyID)
-        guard let credential = lock.withLock({ credentials[accessKeyID] }) else {
-            return deny(403, "InvalidAccessKeyId", Messages.unknownAccessKey, extra: [("AWSAccessKeyId", accessKeyID)])
+        guard let credential = credential(accessKeyID: request.fieldBytes[auth.accessKeyID]) else {
+            return deny(403, "InvalidAccessKeyId", Messages.unknownAccessKey, extra: [("AWSAccessKeyId", request.text(auth.accessKeyID))])
         }
         guard let amzDate = request.headerBytes("x-amz-date"), let seconds = SigV4Date.secondsSince1970(amzDate: amzDate) else {
             return deny(403, "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
@@ -236,18 +246,18 @@ public final class SimService: @unchecked Sendable {
                 return deny(403, "InvalidToken", Messages.invalidToken)
             }
         }
-        let signed = bytes(auth.signedHeaders).split(separator: 0x3B)  // ';'
-        guard signed.contains(where: { $0.equals("host") }) else { return deny(403, "AccessDenied", Messages.unsignedHeaders) }
+        let isSigned = { (name: ArraySlice<UInt8>) in Self.list(request.fieldBytes[auth.signedHeaders], contains: name) }
+        guard isSigned(Self.host[...]) else { return deny(403, "AccessDenied", Messages.unsignedHeaders) }
         for f in request.fields {
             let name = request.name(f)
-            guard name.starts(with: Self.amzPrefix), !signed.contains(where: { $0 == name }) else { continue }
+            guard name.starts(with: Self.amzPrefix), !isSigned(name) else { continue }
             return deny(403, "AccessDenied", Messages.unsignedHeaders, extra: [("HeadersNotSigned", String(decoding: name, as: UTF8.self))])
         }
         guard let contentSHA = request.headerRange("x-amz-content-sha256") else {
             return deny(400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
         }
         if !bytes(contentSHA).equals("UNSIGNED-PAYLOAD") && !bytes(contentSHA).equals("STREAMING-UNSIGNED-PAYLOAD-TRAILER") {
-            let digest = Crypto.sha256(request.body)
+            let digest = bodySHA256.value(for: request.body) { Crypto.sha256($0) }
             if !HexDigit.matches(bytes(contentSHA), digest) {
                 return deny(400, "XAmzContentSHA256Mismatch", Messages.contentSHAMismatch, extra: [
                     ("ClientComputedContentSHA256", request.text(contentSHA)), ("S3ComputedContentSHA256", HexDigit.encode(digest)),
@@ -268,7 +278,7 @@ public final class SimService: @unchecked Sendable {
         let signature = key.mac(stringToSign)
         guard HexDigit.matches(bytes(auth.signature), signature) else {
             return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch, extra: [
-                ("AWSAccessKeyId", accessKeyID), ("StringToSign", String(decoding: stringToSign, as: UTF8.self)),
+                ("AWSAccessKeyId", request.text(auth.accessKeyID)), ("StringToSign", String(decoding: stringToSign, as: UTF8.self)),
                 ("SignatureProvided", request.text(auth.signature)), ("CanonicalRequest", String(decoding: canonical, as: UTF8.self)),
             ])
         }
@@ -276,16 +286,47 @@ public final class SimService: @unchecked Sendable {
     }
 
     static let amzPrefix = Array("x-amz-".utf8)
+    static let host = Array("host".utf8)
+
+    /// Whether the `;`-separated `list` names `name` (without splitting it into an array per request).
+    static func list(_ list: ArraySlice<UInt8>, contains name: ArraySlice<UInt8>) -> Bool {
+        var start = list.startIndex
+        while start <= list.endIndex {
+            var end = start
+            while end < list.endIndex, list[end] != 0x3B { end += 1 }  // ';'
+            if same(list[start..<end], name) { return true }
+            start = end + 1
+        }
+        return false
+    }
 
     /// kSigning for the credential's secret, day and region, derived once and cached (as S3 and the SDKs do).
     private func signingKey(_ credential: SimCredential, request: SimRequest, auth: AuthorizationHeader) -> Crypto.HMACKey {
+        let scopeBytes = request.fieldBytes[auth.credential]
+        if let key = lock.withLock({ lastSigningKey.flatMap { Self.same($0.scope[...], scopeBytes) ? $0.key : nil } }) { return key }
         let scope = request.text(auth.credential)
-        if let key = lock.withLock({ signingKeys[scope] }) { return key }
-        let key = Crypto.HMACKey(SigV4Signer(service: "s3", region: request.text(auth.region))
+        let key = lock.withLock({ signingKeys[scope] }) ?? Crypto.HMACKey(SigV4Signer(service: "s3", region: request.text(auth.region))
             .signingKey(credentials: AWSCredentials(accessKeyID: credential.accessKeyID, secretAccessKey: credential.secretAccessKey),
                         day: request.text(auth.day)))
-        lock.withLock { signingKeys[scope] = key }
+        lock.withLock {
+            signingKeys[scope] = key
+            lastSigningKey = (Array(scopeBytes), key)
+        }
         return key
+    }
+
+    /// The credential of the access key id in `bytes`, if the simulator knows it.
+    private func credential(accessKeyID bytes: ArraySlice<UInt8>) -> SimCredential? {
+        lock.withLock { () -> SimCredential? in
+            if let last = lastCredential, Self.same(last.accessKeyID[...], bytes) { return last.credential }
+            guard let found = credentials[String(decoding: bytes, as: UTF8.self)] else { return nil }
+            lastCredential = (Array(bytes), found)
+            return found
+        }
+    }
+
+    static func same(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Bool {
+        a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in a.isEmpty || memcmp(x.baseAddress!, y.baseAddress!, a.count) == 0 } }
     }
 
     // MARK: Faults

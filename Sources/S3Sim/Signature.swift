@@ -126,6 +126,17 @@ enum CanonicalRequest {
     /// Name/value pairs decoded and encoded again, sorted by name then value (bytes), joined with `&`.
     /// False when an escape is malformed.
     static func appendQuery(_ raw: UnsafeBufferPointer<UInt8>.SubSequence, to out: inout [UInt8]) -> Bool {
+        // One pair (`?encryption`, the usual case) needs no sorting and no buffer of its own.
+        if raw.isEmpty { return true }
+        if !raw.contains(0x26) {  // '&'
+            let eq = raw.firstIndex(of: 0x3D) ?? raw.endIndex
+            guard URIEncoding.appendReencoded(UnsafeBufferPointer(rebasing: raw[..<eq]), keepSlash: false, to: &out) else { return false }
+            out.append(0x3D)
+            if eq != raw.endIndex {
+                guard URIEncoding.appendReencoded(UnsafeBufferPointer(rebasing: raw[(eq + 1)...]), keepSlash: false, to: &out) else { return false }
+            }
+            return true
+        }
         var pairs: [[UInt8]] = []
         for pair in raw.split(separator: 0x26) {  // '&'
             var encoded: [UInt8] = []

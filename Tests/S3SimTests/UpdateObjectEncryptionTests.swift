@@ -94,6 +94,48 @@ final class UpdateObjectEncryptionTests: XCTestCase {
         XCTAssertEqual(h.state.version(bucket: "bucket-a", key: "k")?.encryption, .sseS3, "nothing changed")
     }
 
+    /// The simulator remembers what the last body was found to be (its digests, the key it asks for). A different body
+    /// of the same length must be read afresh: another key applies, a broken one is refused, a wrong digest is caught.
+    func testEachBodyIsReadAfreshWhenItsBytesChange() async throws {
+        let h = try SimHarness()
+        h.bucket()
+        for key in ["k1", "k2", "k3", "k4"] { h.state.putObject(bucket: "bucket-a", key: key, encryption: .sseS3) }
+        let first = ObjectRef(bucket: "bucket-a", key: "k1")
+        let firstResult = await h.update(first)
+        XCTAssertEqual(h.classify(firstResult), .succeeded)
+        // Same length, another key id in the same account.
+        let otherARN = String(targetARN.dropLast()) + "1"
+        XCTAssertNotEqual(otherARN, targetARN)
+        let secondResult = await h.update(ObjectRef(bucket: "bucket-a", key: "k2"), arn: otherARN)
+        XCTAssertEqual(h.classify(secondResult), .succeeded)
+        XCTAssertEqual(h.state.version(bucket: "bucket-a", key: "k1")?.encryption, .sseKMS(keyARN: targetARN, bucketKey: true))
+        XCTAssertEqual(h.state.version(bucket: "bucket-a", key: "k2")?.encryption, .sseKMS(keyARN: otherARN, bucketKey: true))
+        // Same length as the body just accepted, but no SSE-KMS element: refused, though its checksum is right.
+        let third = ObjectRef(bucket: "bucket-a", key: "k3")
+        var renamed = S3Request.updateObjectEncryption(third, kmsKeyARN: otherARN, bucketKeyEnabled: true)
+        renamed.body = Array(String(decoding: renamed.body, as: UTF8.self).replacingOccurrences(of: "SSE-KMS>", with: "SSE-KMX>").utf8)
+        renamed.headers = [("x-amz-checksum-crc32", Crypto.base64(Crypto.crc32(renamed.body))), ("x-amz-sdk-checksum-algorithm", "CRC32")]
+        guard case .failure(let refused) = await h.client.send(renamed, object: third) else { return XCTFail("accepted a body without SSE-KMS") }
+        XCTAssertEqual(refused.code, "InvalidRequest")
+        // The accepted body again, with the checksum of the body before it: the digest is computed for these bytes.
+        var stale = S3Request.updateObjectEncryption(third, kmsKeyARN: targetARN, bucketKeyEnabled: true)
+        let previous = S3Request.updateObjectEncryption(third, kmsKeyARN: otherARN, bucketKeyEnabled: true)
+        stale.headers = [("x-amz-checksum-crc32", Crypto.base64(Crypto.crc32(previous.body))), ("x-amz-sdk-checksum-algorithm", "CRC32")]
+        guard case .failure(let wrong) = await h.client.send(stale, object: third) else { return XCTFail("accepted another body's checksum") }
+        XCTAssertEqual(wrong.code, "BadDigest")
+        XCTAssertEqual(h.state.version(bucket: "bucket-a", key: "k3")?.encryption, .sseS3, "nothing changed")
+        // The algorithm header promises a checksum header that is not there (Content-MD5 alone).
+        let fourth = ObjectRef(bucket: "bucket-a", key: "k4")
+        var promised = S3Request.updateObjectEncryption(fourth, kmsKeyARN: targetARN, bucketKeyEnabled: true)
+        promised.headers = [("Content-MD5", Crypto.base64(Crypto.md5(promised.body))), ("x-amz-sdk-checksum-algorithm", "SHA256")]
+        guard case .failure(let unkept) = await h.client.send(promised, object: fourth) else { return XCTFail("accepted an unkept promise") }
+        XCTAssertTrue(unkept.message.contains("x-amz-sdk-checksum-algorithm specified"), unkept.message)
+        promised.headers.append(("x-amz-checksum-sha256", Crypto.base64(Crypto.sha256(promised.body))))
+        let kept = await h.client.send(promised, object: fourth)
+        XCTAssertEqual(h.classify(kept), .succeeded)
+        XCTAssertEqual(h.state.snapshotCounters.signatureFailures, 0)
+    }
+
     func testAwkwardKeysRoundTripThroughStrictSignatureChecks() async throws {
         let h = try SimHarness()
         h.bucket()
