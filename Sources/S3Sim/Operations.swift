@@ -66,14 +66,13 @@ extension SimService {
 
         return state.withLock { buckets, counters -> SimResponse in
             counters.updateCalls += 1
-            func inBucket(_ bucket: inout SimBucket?) -> SimResponse {
-                guard let owner = bucket?.ownerAccount, let versioned = bucket?.versioned else {
-                    return fail(404, "NoSuchBucket", Messages.noSuchBucket)
-                }
-                if let expectedOwner, expectedOwner != owner { return fail(403, "AccessDenied", Messages.accessDenied) }
-                return apply(&bucket!.objects[target.key], owner: owner, versioned: versioned, counters: &counters)
+            func inBucket(_ bucket: inout SimBucket) -> SimResponse {
+                if let expectedOwner, expectedOwner != bucket.ownerAccount { return fail(403, "AccessDenied", Messages.accessDenied) }
+                return apply(&bucket.objects[target.key], owner: bucket.ownerAccount, versioned: bucket.versioned, counters: &counters)
             }
-            return inBucket(&buckets[target.bucket])
+            // Through the dictionary's subscript in place: `bucket?.field` on the optional copied the whole bucket.
+            guard buckets[target.bucket] != nil else { return fail(404, "NoSuchBucket", Messages.noSuchBucket) }
+            return inBucket(&buckets[target.bucket]!)
         }
     }
 

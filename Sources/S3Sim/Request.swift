@@ -79,8 +79,12 @@ struct FieldsBuilder {
     @discardableResult
     mutating func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> ArraySlice<UInt8> {
         let nameStart = bytes.count
-        for b in name { bytes.append(b >= 0x41 && b <= 0x5A ? b | 0x20 : b) }
+        // Copied whole, then lowercased in place: appending byte by byte checked the buffer's uniqueness per byte.
+        bytes.append(contentsOf: name)
         let valueStart = bytes.count
+        bytes.withUnsafeMutableBufferPointer { b in
+            for i in nameStart..<valueStart where b[i] >= 0x41 && b[i] <= 0x5A { b[i] |= 0x20 }
+        }
         bytes.append(contentsOf: value)
         fields.append(.init(nameStart: Int32(nameStart), valueStart: Int32(valueStart), valueEnd: Int32(bytes.count)))
         return bytes[nameStart..<valueStart]

@@ -303,7 +303,11 @@ public final class SimService: @unchecked Sendable {
     /// kSigning for the credential's secret, day and region, derived once and cached (as S3 and the SDKs do).
     private func signingKey(_ credential: SimCredential, request: SimRequest, auth: AuthorizationHeader) -> Crypto.HMACKey {
         let scopeBytes = request.fieldBytes[auth.credential]
-        if let key = lock.withLock({ lastSigningKey.flatMap { Self.same($0.scope[...], scopeBytes) ? $0.key : nil } }) { return key }
+        let cached = lock.withLock { () -> Crypto.HMACKey? in
+            guard lastSigningKey != nil, Self.same(lastSigningKey!.scope[...], scopeBytes) else { return nil }
+            return lastSigningKey!.key
+        }
+        if let cached { return cached }
         let scope = request.text(auth.credential)
         let key = lock.withLock({ signingKeys[scope] }) ?? Crypto.HMACKey(SigV4Signer(service: "s3", region: request.text(auth.region))
             .signingKey(credentials: AWSCredentials(accessKeyID: credential.accessKeyID, secretAccessKey: credential.secretAccessKey),
