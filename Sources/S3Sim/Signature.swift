@@ -40,16 +40,18 @@ struct AuthorizationHeader {
             let v = (eq + 1)..<end
             if equals(name, "Credential") {
                 credential = v
-                var parts: [Range<Int>] = []
-                var p = v.lowerBound
-                while true {
-                    let slash = find(0x2F, in: p..<v.upperBound)  // '/'
-                    parts.append(p..<slash)
-                    guard slash < v.upperBound else { break }
-                    p = slash + 1
-                }
-                guard parts.count == 5 else { return nil }
-                (accessKeyID, day, region, service, terminator) = (parts[0], parts[1], parts[2], parts[3], parts[4])
+                // AKID/day/region/service/aws4_request: exactly five parts, read without an array per request.
+                func part(from start: Int) -> Range<Int> { start..<find(0x2F, in: start..<v.upperBound) }  // '/'
+                accessKeyID = part(from: v.lowerBound)
+                guard accessKeyID.upperBound < v.upperBound else { return nil }
+                day = part(from: accessKeyID.upperBound + 1)
+                guard day.upperBound < v.upperBound else { return nil }
+                region = part(from: day.upperBound + 1)
+                guard region.upperBound < v.upperBound else { return nil }
+                service = part(from: region.upperBound + 1)
+                guard service.upperBound < v.upperBound else { return nil }
+                terminator = part(from: service.upperBound + 1)
+                guard terminator.upperBound == v.upperBound else { return nil }
             } else if equals(name, "SignedHeaders") {
                 signedHeaders = v
             } else if equals(name, "Signature") {

@@ -43,6 +43,31 @@ final class ServerSignatureTests: XCTestCase {
         return String(body[a.upperBound..<b.lowerBound])
     }
 
+    func testAuthorizationHeaderNeedsFiveCredentialPartsAndEveryComponent() throws {
+        func parse(_ text: String) -> (AuthorizationHeader, [UInt8])? {
+            let bytes = Array(text.utf8)
+            return bytes.withUnsafeBufferPointer { AuthorizationHeader($0, 0..<bytes.count) }.map { ($0, bytes) }
+        }
+        let credential = "AKID/20261130/eu-west-1/s3/aws4_request"
+        let (auth, bytes) = try XCTUnwrap(parse("AWS4-HMAC-SHA256 Credential=\(credential), SignedHeaders=host;x-amz-date, Signature=abc"))
+        let text = { (r: Range<Int>) in String(decoding: bytes[r], as: UTF8.self) }
+        XCTAssertEqual([auth.accessKeyID, auth.day, auth.region, auth.service, auth.terminator].map(text),
+                       ["AKID", "20261130", "eu-west-1", "s3", "aws4_request"])
+        XCTAssertEqual(text(auth.credential), credential)
+        XCTAssertEqual(text(auth.signedHeaders), "host;x-amz-date")
+        XCTAssertEqual(text(auth.signature), "abc")
+        for malformed in [
+            "Credential=AKID/20261130/eu-west-1/s3, SignedHeaders=host, Signature=abc",  // four parts
+            "Credential=AKID/20261130/eu-west-1/s3/aws4_request/x, SignedHeaders=host, Signature=abc",  // six
+            "Credential=/20261130/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=abc",  // no access key id
+            "Credential=\(credential), SignedHeaders=host",  // no signature
+            "Credential=\(credential), SignedHeaders=host, Signature=abc, Extra=1",  // a component S3 does not know
+        ] {
+            XCTAssertNil(parse("AWS4-HMAC-SHA256 " + malformed), malformed)
+        }
+        XCTAssertNil(parse("AWS4-HMAC-SHA1 Credential=\(credential), SignedHeaders=host, Signature=abc"), "another scheme")
+    }
+
     func testAwkwardPathFoldedValuesRepeatedFieldsAndUnsortedQueryVerify() {
         let sim = service()
         // The key decoded from the path is re-encoded once: "%2B" and "+" both mean '+', "%7E" is '~'.
