@@ -15,9 +15,8 @@ final class LastBodyMemo<Value>: @unchecked Sendable {
     func value(for body: [UInt8], _ compute: ([UInt8]) -> Value) -> Value {
         guard body.count <= Self.maxBytes else { return compute(body) }
         let hit = lock.withLock { () -> Value? in
-            guard let value, key.count == body.count else { return nil }
-            let same = key.withUnsafeBytes { k in body.withUnsafeBytes { b in b.count == 0 || memcmp(k.baseAddress!, b.baseAddress!, b.count) == 0 } }
-            return same ? value : nil
+            guard let value, key[...].equals(body[...]) else { return nil }
+            return value
         }
         if let hit { return hit }
         let computed = compute(body)

@@ -102,4 +102,11 @@ extension ArraySlice<UInt8> {
             return withUnsafeBufferPointer { memcmp($0.baseAddress!, t.baseAddress!, count) == 0 }
         }
     }
+
+    /// Whether the bytes equal `other`'s, by memcmp (`==` walks them one element at a time).
+    func equals(_ other: ArraySlice<UInt8>) -> Bool {
+        guard count == other.count else { return false }
+        guard count > 0 else { return true }
+        return withUnsafeBufferPointer { a in other.withUnsafeBufferPointer { b in memcmp(a.baseAddress!, b.baseAddress!, count) == 0 } }
+    }
 }

@@ -294,7 +294,7 @@ public final class SimService: @unchecked Sendable {
         while start <= list.endIndex {
             var end = start
             while end < list.endIndex, list[end] != 0x3B { end += 1 }  // ';'
-            if same(list[start..<end], name) { return true }
+            if list[start..<end].equals(name) { return true }
             start = end + 1
         }
         return false
@@ -304,7 +304,7 @@ public final class SimService: @unchecked Sendable {
     private func signingKey(_ credential: SimCredential, request: SimRequest, auth: AuthorizationHeader) -> Crypto.HMACKey {
         let scopeBytes = request.fieldBytes[auth.credential]
         let cached = lock.withLock { () -> Crypto.HMACKey? in
-            guard lastSigningKey != nil, Self.same(lastSigningKey!.scope[...], scopeBytes) else { return nil }
+            guard lastSigningKey != nil, lastSigningKey!.scope[...].equals(scopeBytes) else { return nil }
             return lastSigningKey!.key
         }
         if let cached { return cached }
@@ -322,15 +322,11 @@ public final class SimService: @unchecked Sendable {
     /// The credential of the access key id in `bytes`, if the simulator knows it.
     private func credential(accessKeyID bytes: ArraySlice<UInt8>) -> SimCredential? {
         lock.withLock { () -> SimCredential? in
-            if let last = lastCredential, Self.same(last.accessKeyID[...], bytes) { return last.credential }
+            if let last = lastCredential, last.accessKeyID[...].equals(bytes) { return last.credential }
             guard let found = credentials[String(decoding: bytes, as: UTF8.self)] else { return nil }
             lastCredential = (Array(bytes), found)
             return found
         }
-    }
-
-    static func same(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Bool {
-        a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in a.isEmpty || memcmp(x.baseAddress!, y.baseAddress!, a.count) == 0 } }
     }
 
     // MARK: Faults

@@ -282,11 +282,14 @@ public final class SigV4Signer: @unchecked Sendable {
         return true
     }
 
+    /// Space, tab, CR, LF: the white space a header value is trimmed of and folds (folded lines included).
+    static func isBlank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
+
     /// Whether `value` is already trimmed with no runs of blanks (then canonicalValue would return it unchanged).
     static func isCanonicalValue(_ value: String) -> Bool {
         var previousSpace = true
         for b in value.utf8 {
-            let space = b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D
+            let space = isBlank(b)
             if space && (previousSpace || b != 0x20) { return false }
             previousSpace = space
         }
@@ -308,15 +311,14 @@ public final class SigV4Signer: @unchecked Sendable {
     /// Each run of other bytes is copied whole: appending byte by byte checked the array's uniqueness (and, in a
     /// closure, its exclusive access) per byte, a fifth of the simulator's canonical request.
     public static func appendCanonicalValue(_ value: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        func blank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
         let n = value.count
         var i = 0
         var first = true
         while i < n {
-            while i < n, blank(value[i]) { i += 1 }
+            while i < n, isBlank(value[i]) { i += 1 }
             guard i < n else { return }
             var j = i + 1
-            while j < n, !blank(value[j]) { j += 1 }
+            while j < n, !isBlank(value[j]) { j += 1 }
             if !first { out.append(0x20) }
             out.append(contentsOf: UnsafeBufferPointer(rebasing: value[i..<j]))
             first = false
