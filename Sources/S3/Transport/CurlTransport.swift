@@ -566,8 +566,8 @@ public final class CurlTransport: @unchecked Sendable {
 ///
 /// Given a URL string, libcurl 7.88 parses it for every request and then prints it back out through its own printf,
 /// one character at a time: about 8% of the client's time per request (perf, client bench). So the handle gives
-/// libcurl the URL already parsed (CURLOPT_CURLU), parses it again only when the scheme and host change, and names the
-/// path and query in the request line as they were signed (CURLOPT_REQUEST_TARGET). Setting the path or query on the parsed URL instead
+/// libcurl the URL already parsed (CURLOPT_CURLU), and only its `scheme://authority/`, parsed again only when that
+/// changes; it names the path and query in the request line as they were signed (CURLOPT_REQUEST_TARGET). Setting the path or query on the parsed URL instead
 /// is no good: libcurl lowercases their percent-escapes (`%2B` becomes `%2b`), and the signature covers them as sent.
 /// A plain-http request to a forward proxy must carry the whole URL in its request line, so when the environment
 /// names one (`http_proxy`, `all_proxy`) such requests set the whole URL each time instead.
@@ -619,11 +619,19 @@ final class EasyHandle {
         let sameOrigin = !origin.isEmpty && origin.count == t.originLength
             && origin.withUnsafeBytes { memcmp($0.baseAddress!, t.url, t.originLength) == 0 }
         if !sameOrigin {
-            guard curl_url_set(url, CURLUPART_URL, t.url, flags) == CURLUE_OK else {
+            // Only `scheme://authority/` is parsed: the target is named separately, and libcurl prints the handle's
+            // whole URL and percent-encodes its path again for every transfer (Curl_pretransfer, parseurlandfillconn),
+            // one character at a time, so a long key in here would cost on every request that reuses the handle.
+            var originURL = Array(UnsafeRawBufferPointer(start: t.url, count: t.originLength))
+            origin = originURL
+            originURL.append(contentsOf: [0x2F, 0])  // "/" and the terminator
+            let parsed = originURL.withUnsafeBytes {
+                curl_url_set(url, CURLUPART_URL, $0.baseAddress!.assumingMemoryBound(to: CChar.self), flags)
+            }
+            guard parsed == CURLUE_OK else {
                 origin.removeAll()
                 return false
             }
-            origin = Array(UnsafeRawBufferPointer(start: t.url, count: t.originLength))
         }
         return reencryptd_easy_setopt_ptr(easy, CURLOPT_REQUEST_TARGET, t.target) == CURLE_OK
     }
