@@ -567,8 +567,9 @@ public final class CurlTransport: @unchecked Sendable {
 /// Given a URL string, libcurl 7.88 parses it for every request and then prints it back out through its own printf,
 /// one character at a time: about 8% of the client's time per request (perf, client bench). So the handle gives
 /// libcurl the URL already parsed (CURLOPT_CURLU), and only its `scheme://authority/`, parsed again only when that
-/// changes; it names the path and query in the request line as they were signed (CURLOPT_REQUEST_TARGET). Setting the path or query on the parsed URL instead
-/// is no good: libcurl lowercases their percent-escapes (`%2B` becomes `%2b`), and the signature covers them as sent.
+/// changes; it names the path and query in the request line as they were signed (CURLOPT_REQUEST_TARGET). Setting
+/// the path or query on the parsed URL instead is no good: libcurl lowercases their percent-escapes (`%2B` becomes
+/// `%2b`), and the signature covers them as sent.
 /// A plain-http request to a forward proxy must carry the whole URL in its request line, so when the environment
 /// names one (`http_proxy`, `all_proxy`) such requests set the whole URL each time instead.
 /// https://curl.se/libcurl/c/CURLOPT_CURLU.html ; https://curl.se/libcurl/c/CURLOPT_REQUEST_TARGET.html
@@ -699,54 +700,36 @@ final class Transfer {
         for r in removals { size += r.utf8CodeUnitCount + 1 }
         let strings = UnsafeMutableBufferPointer<CChar>.allocate(capacity: size)
         let nodes = UnsafeMutableBufferPointer<curl_slist>.allocate(capacity: request.headers.count + removals.count)
-        var at = 0
-        func put(_ bytes: UnsafeBufferPointer<UInt8>) {
-            bytes.withMemoryRebound(to: CChar.self) { b in
-                _ = UnsafeMutableBufferPointer(rebasing: strings[at..<(at + b.count)]).initialize(from: b)
-            }
-            at += bytes.count
-        }
-        func put(_ text: String) {
-            var text = text
-            text.withUTF8 { put($0) }
-        }
-        func terminate() {
-            strings[at] = 0
-            at += 1
-        }
         let base = strings.baseAddress!
-        put(request.url)
-        terminate()
+        var packer = CStringPacker(base: base)
+        packer.put(request.url)
+        packer.terminate()
         // The target is the URL's tail, ending at the URL's own terminator.
         var targetAt = pathStart
         if pathStart == urlLength {
-            targetAt = at
-            put("/")
-            terminate()
+            targetAt = packer.at
+            packer.put("/")
+            packer.terminate()
         }
-        let methodAt = at
-        put(request.method)
-        terminate()
+        let methodAt = packer.at
+        packer.put(request.method)
+        packer.terminate()
         var node = 0
-        func link(from start: Int) {
-            nodes[node] = curl_slist(data: base + start, next: nil)
-            if node > 0 { nodes[node - 1].next = nodes.baseAddress! + node }
-            node += 1
-        }
         for (name, value) in request.headers {
-            let start = at
-            put(name)
-            put(": ")
-            put(value)
-            terminate()
-            link(from: start)
+            nodes[node] = curl_slist(data: base + packer.at, next: nil)
+            node += 1
+            packer.put(name)
+            packer.put(": ")
+            packer.put(value)
+            packer.terminate()
         }
         for r in removals {
-            let start = at
-            put(UnsafeBufferPointer(start: r.utf8Start, count: r.utf8CodeUnitCount))
-            terminate()
-            link(from: start)
+            nodes[node] = curl_slist(data: base + packer.at, next: nil)
+            node += 1
+            packer.put(UnsafeBufferPointer(start: r.utf8Start, count: r.utf8CodeUnitCount))
+            packer.terminate()
         }
+        for i in nodes.indices.dropLast() { nodes[i].next = nodes.baseAddress! + i + 1 }
         self.strings = strings
         self.nodes = nodes
         url = UnsafePointer(base)
@@ -758,6 +741,31 @@ final class Transfer {
     deinit {
         strings.deallocate()
         nodes.deallocate()
+    }
+}
+
+/// Writes C strings back to back into one buffer sized beforehand. A struct the caller owns rather than closures over
+/// a shared offset: those box the offset and check exclusive access at run time on every write.
+private struct CStringPacker {
+    let base: UnsafeMutablePointer<CChar>
+    private(set) var at = 0
+
+    init(base: UnsafeMutablePointer<CChar>) { self.base = base }
+
+    mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress else { return }
+        UnsafeMutableRawPointer(base + at).copyMemory(from: source, byteCount: bytes.count)
+        at += bytes.count
+    }
+
+    mutating func put(_ text: String) {
+        var text = text
+        text.withUTF8 { put($0) }
+    }
+
+    mutating func terminate() {
+        base[at] = 0
+        at += 1
     }
 }
 
