@@ -12,7 +12,24 @@ public enum URIEncoding {
 
     /// Appends the encoding of `s` to `out`; `keepSlash` leaves `/` as is (paths), else it becomes `%2F` (query).
     public static func append(_ s: some StringProtocol, keepSlash: Bool, to out: inout [UInt8]) {
-        for b in s.utf8 { append(byte: b, keepSlash: keepSlash, to: &out) }
+        let done: Void? = s.utf8.withContiguousStorageIfAvailable { append($0, keepSlash: keepSlash, to: &out) }
+        if done == nil {
+            for b in s.utf8 { append(byte: b, keepSlash: keepSlash, to: &out) }
+        }
+    }
+
+    /// Runs of bytes that stay as they are are copied whole: a key is mostly such a run, and appending byte by byte
+    /// checks the array's capacity and uniqueness for each (the signer encodes every request's key and version twice).
+    static func append(_ bytes: UnsafeBufferPointer<UInt8>, keepSlash: Bool, to out: inout [UInt8]) {
+        var run = 0
+        for i in bytes.indices {
+            let b = bytes[i]
+            if isUnreserved(b) || (keepSlash && b == 0x2F) { continue }
+            if run < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i])) }
+            append(byte: b, keepSlash: keepSlash, to: &out)
+            run = i + 1
+        }
+        if run < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...])) }
     }
 
     @inline(__always)
