@@ -96,12 +96,15 @@ public final class Engine: @unchecked Sendable {
         var job: Job
         /// The request body for this job's target, built once.
         var body: S3Request.EncryptionBody
+        /// The limits of the job's KMS key.
+        var key: KeyLane
     }
     private var jobs: [Int64: JobInfo] = [:]
-    /// Claimed tasks waiting for a rate-limit token or a free slot, per bucket.
-    private var ready: [String: Deque<Lease>] = [:]
-    /// Buckets with queued tasks, in round-robin order.
-    private var rotation: Deque<String> = []
+    /// Every bucket seen, by name: its queued tasks and its limits. Looked up once per claimed task; sending and
+    /// answering reach a lane through the rotation and the answer instead of hashing its name four times more.
+    private var lanes: [String: BucketLane] = [:]
+    /// Lanes with queued tasks, in round-robin order.
+    private var rotation: Deque<BucketLane> = []
     private var queuedCount = 0
     private var inFlight: [Int64: Lease] = [:]
     private var results: [TaskResult] = []
@@ -114,10 +117,8 @@ public final class Engine: @unchecked Sendable {
     private var stopReason: EngineStop?
     private var drainDeadline: Double?
     private var global: TokenBucket
-    private var bucketCeilings: [String: TokenBucket] = [:]
-    private var bucketAdaptive: [String: AdaptiveRate] = [:]
-    private var keyAdaptive: [String: AdaptiveRate] = [:]
-    private var keyBuckets: [String: TokenBucket] = [:]
+    /// Every KMS key's limits, by ARN.
+    private var keyLanes: [String: KeyLane] = [:]
     private var rng = SystemRandomNumberGenerator()
     private var progress = EngineProgress()
     private var finishedSinceTick: [Int64: Int] = [:]
@@ -170,7 +171,7 @@ public final class Engine: @unchecked Sendable {
             var p = progress
             p.inFlight = inFlight.count
             p.queued = queuedCount
-            p.tightestBucketLimit = bucketAdaptive.values.compactMap(\.fillRate).min()
+            p.tightestBucketLimit = lanes.values.compactMap(\.adaptive.fillRate).min()
             return p
         }
     }
@@ -219,67 +220,53 @@ public final class Engine: @unchecked Sendable {
         defer { if sent > 0 { client.flush() } }
         while inFlight.count < configuration.concurrency, !rotation.isEmpty, skipped < rotation.count {
             guard global.available(now: now) else { return }
-            let bucket = rotation.removeFirst()
-            guard let lease = ready[bucket]?.first else {
-                ready[bucket] = nil
+            let lane = rotation.removeFirst()
+            guard let lease = lane.ready.first else {
+                lane.inRotation = false
                 continue
             }
             guard let info = jobs[lease.jobID], info.job.state == .active else {
-                // The job was paused or cancelled since the claim: hand its tasks back.
+                // The job was paused or cancelled since the claim: hand its tasks back. The lane goes back in the
+                // rotation first, so that other jobs' tasks queued behind this one keep their turn.
+                rotation.append(lane)
                 releaseQueued(jobID: lease.jobID)
                 continue
             }
-            let key = info.job.spec.kmsKeyARN.rawValue
-            if !bucketAllows(bucket, now: now) || !keyAllows(key, now: now) {
-                rotation.append(bucket)
+            let adaptive = configuration.adaptive
+            if !lane.allows(now: now, adaptive: adaptive) || !info.key.allows(now: now, adaptive: adaptive) {
+                rotation.append(lane)
                 skipped += 1
                 continue
             }
             skipped = 0
-            // In place: copying the deque out of the dictionary would copy every queued lease on each send.
-            ready[bucket]!.removeFirst()
+            lane.ready.removeFirst()
             queuedCount -= 1
-            if ready[bucket]!.isEmpty { ready[bucket] = nil } else { rotation.append(bucket) }
+            if lane.ready.isEmpty { lane.inRotation = false } else { rotation.append(lane) }
             global.take(now: now)
-            bucketCeilings[bucket]?.take(now: now)
-            keyBuckets[key]?.take(now: now)
-            send(lease, job: info.job, body: info.body, now: now)
+            lane.ceiling.take(now: now)
+            info.key.ceiling?.take(now: now)
+            send(lease, lane: lane, info: info, now: now)
             sent += 1
         }
     }
 
-    private func bucketAllows(_ bucket: String, now: Double) -> Bool {
-        if bucketCeilings[bucket] == nil { bucketCeilings[bucket] = TokenBucket(rate: configuration.maxRPSPerBucket, now: now) }
-        if configuration.adaptive, let limit = bucketAdaptive[bucket]?.fillRate {
-            let ceiling = configuration.maxRPSPerBucket > 0 ? min(limit, configuration.maxRPSPerBucket) : limit
-            if bucketCeilings[bucket]!.rate != ceiling { bucketCeilings[bucket]!.setRate(ceiling, now: now) }
-        }
-        return bucketCeilings[bucket]!.available(now: now)
-    }
-
-    private func keyAllows(_ key: String, now: Double) -> Bool {
-        guard configuration.adaptive, let limit = keyAdaptive[key]?.fillRate else { return true }
-        if keyBuckets[key] == nil { keyBuckets[key] = TokenBucket(rate: limit, now: now) }
-        if keyBuckets[key]!.rate != limit { keyBuckets[key]!.setRate(limit, now: now) }
-        return keyBuckets[key]!.available(now: now)
-    }
-
-    private func send(_ lease: Lease, job: Job, body: S3Request.EncryptionBody, now: Double) {
+    private func send(_ lease: Lease, lane: BucketLane, info: JobInfo, now: Double) {
         inFlight[lease.taskID] = lease
-        bucketAdaptive[lease.object.bucket, default: AdaptiveRate()].recordSend(now: now)
-        keyAdaptive[job.spec.kmsKeyARN.rawValue, default: AdaptiveRate()].recordSend(now: now)
-        let request = S3Request.updateObjectEncryption(lease.object, body: body,
-                                                       expectedBucketOwner: job.spec.expectedBucketOwner?.rawValue)
-        let key = job.spec.kmsKeyARN.rawValue
+        lane.adaptive.recordSend(now: now)
+        info.key.adaptive.recordSend(now: now)
+        let request = S3Request.updateObjectEncryption(lease.object, body: info.body,
+                                                       expectedBucketOwner: info.job.spec.expectedBucketOwner?.rawValue)
+        let key = info.key
         client.send(request, object: lease.object) { [self] result in
-            deliver(Answer(lease: lease, key: key, sentAt: now, result: result))
+            deliver(Answer(lease: lease, lane: lane, key: key, sentAt: now, result: result))
         }
     }
 
-    /// An answer on its way from the transport's thread to `queue`.
+    /// An answer on its way from the transport's thread to `queue`. The lanes are only touched on `queue`.
     private struct Answer {
         var lease: Lease
-        var key: String
+        var lane: BucketLane
+        var key: KeyLane
         var sentAt: Double
         var result: S3Result
     }
@@ -338,7 +325,7 @@ public final class Engine: @unchecked Sendable {
                 return !batch.isEmpty
             }
             guard any else { return }
-            for a in batch { complete(a.lease, key: a.key, sentAt: a.sentAt, result: a.result) }
+            for a in batch { complete(a.lease, lane: a.lane, key: a.key, sentAt: a.sentAt, result: a.result) }
             batch.removeAll(keepingCapacity: true)
             dispatch(now: Self.now())
         }
@@ -361,7 +348,7 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Classifies one answer and queues its result for the store (the caller dispatches more work after a batch).
-    private func complete(_ lease: Lease, key: String, sentAt: Double, result: S3Result) {
+    private func complete(_ lease: Lease, lane: BucketLane, key: KeyLane, sentAt: Double, result: S3Result) {
         guard inFlight.removeValue(forKey: lease.taskID) != nil else { return }  // released at shutdown
         let now = Self.now()
         let classification: Classification
@@ -386,9 +373,8 @@ public final class Engine: @unchecked Sendable {
             // A KMS SlowDown slows the key (every bucket using it); an S3 SlowDown slows the bucket.
             var kmsThrottle = false
             if case .retryable(.throttled(kms: true)) = classification { kmsThrottle = true }
-            bucketAdaptive[lease.object.bucket, default: AdaptiveRate()]
-                .recordResponse(throttled: throttled && !kmsThrottle, sentAt: sentAt, now: now)
-            keyAdaptive[key, default: AdaptiveRate()].recordResponse(throttled: kmsThrottle, sentAt: sentAt, now: now)
+            lane.adaptive.recordResponse(throttled: throttled && !kmsThrottle, sentAt: sentAt, now: now)
+            key.adaptive.recordResponse(throttled: kmsThrottle, sentAt: sentAt, now: now)
         }
         let attempts = lease.attempts + 1
         var errors = lease.errors
@@ -461,7 +447,7 @@ public final class Engine: @unchecked Sendable {
     /// `perBucketQueue` and then stops counting, so claims go on for the others.
     private var openQueued: Int {
         var n = queuedCount
-        for (_, q) in ready where q.count >= perBucketQueue { n -= q.count }
+        for lane in rotation where lane.ready.count >= perBucketQueue { n -= lane.ready.count }
         return n
     }
 
@@ -473,7 +459,7 @@ public final class Engine: @unchecked Sendable {
         guard queuedCount < 16 * perBucketQueue else { return false }
         if openQueued < configuration.concurrency { return true }
         // A bucket running dry while another (rate-limited) bucket holds the queue: claim for it, at most every 50 ms.
-        return now - lastClaim >= 0.05 && bucketsWithWork.contains { (ready[$0]?.count ?? 0) < Self.lowWater }
+        return now - lastClaim >= 0.05 && bucketsWithWork.contains { (lanes[$0]?.ready.count ?? 0) < Self.lowWater }
     }
 
     private func claimMore(now: Double) {
@@ -482,7 +468,7 @@ public final class Engine: @unchecked Sendable {
         // At least a full round of slots, shared by the buckets with room.
         let want = max(configuration.concurrency, perBucketQueue - openQueued)
         let perBucket = perBucketQueue
-        let queued = ready.mapValues(\.count)
+        let queued = Dictionary(rotation.map { ($0.name, $0.ready.count) }, uniquingKeysWith: { a, _ in a })
         let owner = configuration.owner
         let lease = configuration.leaseSeconds
         storeQueue.async { [self] in
@@ -496,12 +482,15 @@ public final class Engine: @unchecked Sendable {
                         release(claimed.map(\.taskID))
                         return
                     }
+                    var lane: BucketLane?
                     for l in claimed {
-                        if ready[l.object.bucket] == nil {
-                            ready[l.object.bucket] = []
-                            rotation.append(l.object.bucket)
+                        // A claim lists a bucket's tasks together: one look-up per run of them.
+                        if lane?.name != l.object.bucket { lane = self.lane(l.object.bucket, now: now) }
+                        lane!.ready.append(l)
+                        if !lane!.inRotation {
+                            lane!.inRotation = true
+                            rotation.append(lane!)
                         }
-                        ready[l.object.bucket]!.append(l)
                     }
                     queuedCount += claimed.count
                     bucketsWithWork = claim.bucketsWithPending
@@ -526,10 +515,11 @@ public final class Engine: @unchecked Sendable {
         progress.ratePerSecond = jobRates.values.reduce(0, +)
         finishedSinceTick.removeAll()
         if logger.logLevel <= .debug {
-            for (bucket, rate) in bucketAdaptive.sorted(by: { $0.key < $1.key }) {
+            for lane in lanes.values.sorted(by: { $0.name < $1.name }) {
+                let rate = lane.adaptive
                 let limit = rate.fillRate.map { String(format: "%.0f/s", $0) } ?? "none"
                 let sending = String(format: "%.0f/s", rate.measuredRate)
-                logger.debug("bucket \(bucket): adaptive limit \(limit), sending \(sending), \(ready[bucket]?.count ?? 0) queued, \(rate.throttles) throttles")
+                logger.debug("bucket \(lane.name): adaptive limit \(limit), sending \(sending), \(lane.ready.count) queued, \(rate.throttles) throttles")
             }
         }
         let rates = jobRates
@@ -566,7 +556,7 @@ public final class Engine: @unchecked Sendable {
         for job in all {
             let body = jobs[job.id].flatMap { $0.job.spec == job.spec ? $0.body : nil }
                 ?? S3Request.EncryptionBody(kmsKeyARN: job.spec.kmsKeyARN.rawValue, bucketKeyEnabled: job.spec.bucketKeyEnabled)
-            next[job.id] = JobInfo(job: job, body: body)
+            next[job.id] = JobInfo(job: job, body: body, key: keyLane(job.spec.kmsKeyARN.rawValue))
         }
         for (id, old) in jobs where old.job.state == .active && next[id]?.job.state != .active {
             let state = next[id]?.job.state.rawValue ?? "gone"
@@ -590,14 +580,30 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    /// The lane of `bucket`, made on first sight.
+    private func lane(_ bucket: String, now: Double) -> BucketLane {
+        if let lane = lanes[bucket] { return lane }
+        let lane = BucketLane(name: bucket, maxRate: configuration.maxRPSPerBucket, now: now)
+        lanes[bucket] = lane
+        return lane
+    }
+
+    /// The lane of the KMS key `arn`, made on first sight.
+    private func keyLane(_ arn: String) -> KeyLane {
+        if let lane = keyLanes[arn] { return lane }
+        let lane = KeyLane()
+        keyLanes[arn] = lane
+        return lane
+    }
+
     private func releaseQueued(jobID: Int64) {
         var released: [Int64] = []
-        for (bucket, tasks) in ready {
-            let keep = tasks.filter { $0.jobID != jobID }
-            released += tasks.filter { $0.jobID == jobID }.map(\.taskID)
-            ready[bucket] = keep.isEmpty ? nil : Deque(keep)
+        for lane in rotation where lane.ready.contains(where: { $0.jobID == jobID }) {
+            released += lane.ready.filter { $0.jobID == jobID }.map(\.taskID)
+            lane.ready = Deque(lane.ready.filter { $0.jobID != jobID })
         }
-        rotation = Deque(rotation.filter { ready[$0] != nil })
+        for lane in rotation where lane.ready.isEmpty { lane.inRotation = false }
+        rotation = Deque(rotation.filter(\.inRotation))
         queuedCount -= released.count
         release(released)
     }
@@ -615,8 +621,11 @@ public final class Engine: @unchecked Sendable {
         draining = true
         stopReason = reason
         drainDeadline = Self.now() + configuration.shutdownGrace
-        let queued = ready.values.flatMap { $0.map(\.taskID) }
-        ready.removeAll()
+        let queued = rotation.flatMap { $0.ready.map(\.taskID) }
+        for lane in rotation {
+            lane.ready.removeAll()
+            lane.inRotation = false
+        }
         rotation.removeAll()
         queuedCount = 0
         release(queued)

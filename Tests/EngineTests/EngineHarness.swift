@@ -65,6 +65,24 @@ final class EngineHarness: @unchecked Sendable {
         Engine(store: store, client: client, configuration: configuration, logger: quietLogger).run()
     }
 
+    /// Runs `engine` on its own thread. A run still going after `seconds` (a bound on waiting, not a speed requirement)
+    /// is stopped and reported as `stuck`: a test fails rather than hangs. Returns why the run stopped.
+    static func run(_ engine: Engine, within seconds: Double, stuck: String,
+                    file: StaticString = #filePath, line: UInt = #line) -> EngineStop? {
+        let stopped = DispatchSemaphore(value: 0)
+        let result = LockedValue<EngineStop?>(nil)
+        Thread.detachNewThread {
+            result.set(engine.run())
+            stopped.signal()
+        }
+        if stopped.wait(timeout: .now() + seconds) == .timedOut {
+            engine.requestStop()
+            stopped.wait()
+            XCTFail(stuck, file: file, line: line)
+        }
+        return result.get()
+    }
+
     /// Every task's outcome (nil while not terminal).
     func outcomes() throws -> [ObjectRef: OutcomeClass?] {
         var map: [ObjectRef: OutcomeClass?] = [:]
@@ -77,4 +95,13 @@ final class EngineHarness: @unchecked Sendable {
         simulator.stop()
         try? FileManager.default.removeItem(at: dir)
     }
+}
+
+/// A value shared between a test and the thread running an engine.
+final class LockedValue<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func set(_ new: Value) { lock.withLock { value = new } }
+    func get() -> Value { lock.withLock { value } }
 }

@@ -69,19 +69,8 @@ final class EngineTests: XCTestCase {
         var configuration = EngineHarness.fastConfiguration()
         configuration.retry = RetryPolicy(maxAttempts: 40, base: 0.001, cap: 0.005)
         let engine = Engine(store: h.store, client: h.client, configuration: configuration, logger: h.quietLogger)
-        let stopped = DispatchSemaphore(value: 0)
-        let result = LockedValue<EngineStop?>(nil)
-        Thread.detachNewThread {
-            result.set(engine.run())
-            stopped.signal()
-        }
-        // A lost answer leaves its task in flight for good and the run never ends: fail rather than hang.
-        if stopped.wait(timeout: .now() + 120) == .timedOut {
-            engine.requestStop()
-            stopped.wait()
-            XCTFail("the run did not finish: an answer was lost")
-        }
-        XCTAssertEqual(result.get(), .idle)
+        // A lost answer leaves its task in flight for good and the run never ends.
+        XCTAssertEqual(EngineHarness.run(engine, within: 120, stuck: "the run did not finish: an answer was lost"), .idle)
         XCTAssertGreaterThan(credentials.refusedOnDriver, 0, "refusals on a driver thread")
         XCTAssertGreaterThan(credentials.refusedElsewhere, 0, "refusals on the engine's queue")
         let outcomes = try h.outcomes()
@@ -196,12 +185,4 @@ private final class FlakyCredentials: CredentialProvider, @unchecked Sendable {
     }
 
     func invalidate() {}
-}
-
-private final class LockedValue<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func set(_ new: Value) { lock.withLock { value = new } }
-    func get() -> Value { lock.withLock { value } }
 }
