@@ -135,8 +135,6 @@ public enum ObjectKey {
 /// Hexadecimal digits: the percent-decoders of manifests (Manifest) and request paths (S3), and the lowercase hex
 /// of digests (SigV4, MD5 checks, report checksums).
 public enum HexDigit {
-    private static let lowercase = Array("0123456789abcdef".utf8)
-
     /// `bytes` as lowercase hex.
     public static func encode(_ bytes: [UInt8]) -> String {
         var out: [UInt8] = []
@@ -150,22 +148,31 @@ public enum HexDigit {
         bytes.withUnsafeBufferPointer { append($0, to: &out) }
     }
 
-    /// Appends `bytes` as lowercase hex to `out`.
+    /// Appends `bytes` as lowercase hex to `out`: grown once and written in place (both sides of every signature
+    /// hex-encode two digests per request; appending digit by digit checked capacity and uniqueness 128 times).
     public static func append(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        for b in bytes {
-            out.append(lowercase[Int(b >> 4)])
-            out.append(lowercase[Int(b & 0x0F)])
+        var at = out.count
+        out.append(contentsOf: repeatElement(0, count: bytes.count * 2))
+        out.withUnsafeMutableBufferPointer { o in
+            for b in bytes {
+                o[at] = digit(b >> 4)
+                o[at + 1] = digit(b & 0x0F)
+                at += 2
+            }
         }
     }
+
+    @inline(__always)
+    private static func digit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 + nibble : 0x57 + nibble }  // 0-9, a-f
 
     /// Whether `text` is the lowercase hex of `bytes`.
     public static func matches(_ text: ArraySlice<UInt8>, _ bytes: [UInt8]) -> Bool {
         guard text.count == bytes.count * 2 else { return false }
         var i = text.startIndex
         for b in bytes {
-            guard text[i] == lowercase[Int(b >> 4)] else { return false }
+            guard text[i] == digit(b >> 4) else { return false }
             text.formIndex(after: &i)
-            guard text[i] == lowercase[Int(b & 0x0F)] else { return false }
+            guard text[i] == digit(b & 0x0F) else { return false }
             text.formIndex(after: &i)
         }
         return true
