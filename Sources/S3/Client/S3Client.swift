@@ -44,6 +44,8 @@ public final class S3Client: @unchecked Sendable {
     private var bucketRegions: [String: String] = [:]
     private var clockOffset: Double = 0
     private var signers: [String: SigV4Signer] = [:]
+    /// The signer used last: a bulk run signs for one region, and this spares hashing its name for every request.
+    private var lastSigner: SigV4Signer?
     /// The signing time's two strings, made once per second rather than per request.
     private var lastDate: (second: Int, date: SigV4Date)?
     private let clock: @Sendable () -> Date
@@ -123,9 +125,10 @@ public final class S3Client: @unchecked Sendable {
 
     private func signer(for region: String) -> SigV4Signer {
         lock.withLock {
-            if let s = signers[region] { return s }
-            let s = SigV4Signer(service: "s3", region: region)
+            if let s = lastSigner, s.region == region { return s }
+            let s = signers[region] ?? SigV4Signer(service: "s3", region: region)
             signers[region] = s
+            lastSigner = s
             return s
         }
     }
@@ -137,7 +140,9 @@ public final class S3Client: @unchecked Sendable {
         let (region, date) = lock.withLock { () -> (String, SigV4Date) in
             let second = Int((now.timeIntervalSince1970 + clockOffset).rounded(.down))
             if lastDate?.second != second { lastDate = (second, SigV4Date(secondsSince1970: second)) }
-            return (bucketRegions[request.bucket] ?? configuration.region, lastDate!.date)
+            // Most runs never learn a bucket's region (the configured one is right): no name to hash then.
+            let learnt = bucketRegions.isEmpty ? nil : bucketRegions[request.bucket]
+            return (learnt ?? configuration.region, lastDate!.date)
         }
         let creds: AWSCredentials
         do {
