@@ -482,14 +482,15 @@ public final class Engine: @unchecked Sendable {
                         release(claimed.map(\.taskID))
                         return
                     }
-                    var lane: BucketLane?
+                    var current: BucketLane?
                     for l in claimed {
                         // A claim lists a bucket's tasks together: one look-up per run of them.
-                        if lane?.name != l.object.bucket { lane = self.lane(l.object.bucket, now: now) }
-                        lane!.ready.append(l)
-                        if !lane!.inRotation {
-                            lane!.inRotation = true
-                            rotation.append(lane!)
+                        if current?.name != l.object.bucket { current = lane(l.object.bucket, now: now) }
+                        let target = current!
+                        target.ready.append(l)
+                        if !target.inRotation {
+                            target.inRotation = true
+                            rotation.append(target)
                         }
                     }
                     queuedCount += claimed.count
