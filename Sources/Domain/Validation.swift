@@ -168,14 +168,16 @@ public enum HexDigit {
     /// Whether `text` is the lowercase hex of `bytes`.
     public static func matches(_ text: ArraySlice<UInt8>, _ bytes: [UInt8]) -> Bool {
         guard text.count == bytes.count * 2 else { return false }
-        var i = text.startIndex
-        for b in bytes {
-            guard text[i] == digit(b >> 4) else { return false }
-            text.formIndex(after: &i)
-            guard text[i] == digit(b & 0x0F) else { return false }
-            text.formIndex(after: &i)
+        return text.withUnsafeBufferPointer { t in
+            bytes.withUnsafeBufferPointer { b in
+                var i = 0
+                for byte in b {
+                    guard t[i] == digit(byte >> 4), t[i + 1] == digit(byte & 0x0F) else { return false }
+                    i += 2
+                }
+                return true
+            }
         }
-        return true
     }
 
     /// The value of an ASCII hex digit, or nil.

@@ -290,14 +290,21 @@ public final class SimService: @unchecked Sendable {
 
     /// Whether the `;`-separated `list` names `name` (without splitting it into an array per request).
     static func list(_ list: ArraySlice<UInt8>, contains name: ArraySlice<UInt8>) -> Bool {
-        var start = list.startIndex
-        while start <= list.endIndex {
-            var end = start
-            while end < list.endIndex, list[end] != 0x3B { end += 1 }  // ';'
-            if list[start..<end].equals(name) { return true }
-            start = end + 1
+        list.withUnsafeBufferPointer { l in
+            name.withUnsafeBufferPointer { n in
+                var start = 0
+                while start <= l.count {
+                    let rest = l.count - start
+                    let hit = rest == 0 ? nil : memchr(l.baseAddress! + start, 0x3B, rest)  // ';'
+                    let end = hit.map { UnsafeRawPointer($0) - UnsafeRawPointer(l.baseAddress!) } ?? l.count
+                    if end - start == n.count && (n.count == 0 || memcmp(l.baseAddress! + start, n.baseAddress!, n.count) == 0) {
+                        return true
+                    }
+                    start = end + 1
+                }
+                return false
+            }
         }
-        return false
     }
 
     /// kSigning for the credential's secret, day and region, derived once and cached (as S3 and the SDKs do).

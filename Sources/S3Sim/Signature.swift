@@ -22,9 +22,8 @@ struct AuthorizationHeader {
         guard value.count >= Self.scheme.count, memcmp(bytes.baseAddress! + value.lowerBound, Self.scheme, Self.scheme.count) == 0
         else { return nil }
         func find(_ byte: UInt8, in r: Range<Int>) -> Int {
-            var i = r.lowerBound
-            while i < r.upperBound, bytes[i] != byte { i += 1 }
-            return i
+            guard !r.isEmpty, let hit = memchr(bytes.baseAddress! + r.lowerBound, Int32(byte), r.count) else { return r.upperBound }
+            return r.lowerBound + (UnsafeRawPointer(hit) - UnsafeRawPointer(bytes.baseAddress! + r.lowerBound))
         }
         func equals(_ r: Range<Int>, _ text: StaticString) -> Bool {
             r.count == text.utf8CodeUnitCount && memcmp(bytes.baseAddress! + r.lowerBound, text.utf8Start, r.count) == 0

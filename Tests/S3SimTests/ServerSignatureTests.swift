@@ -15,9 +15,11 @@ final class ServerSignatureTests: XCTestCase {
         return SimService(state: state)
     }
 
-    /// A GET signed with the client's signer; `mutate` changes the request after signing.
+    /// A GET signed with the client's signer; `signedHeadersOverride` replaces the signed-header list after signing,
+    /// and `unsignedHeaders` are added after signing.
     func signedRequest(path: String, key: String, query: [(String, String)], rawQuery: String,
-                       extraHeaders: [(String, String)] = [], signedHeadersOverride: String? = nil) -> SimRequest {
+                       extraHeaders: [(String, String)] = [], signedHeadersOverride: String? = nil,
+                       unsignedHeaders: [(String, String)] = []) -> SimRequest {
         let date = SigV4Date(Date())
         var headers: [(name: String, value: String)] = [("Host", "127.0.0.1:9000"), ("X-Amz-Date", date.amzDate),
                                                         ("x-amz-content-sha256", Crypto.emptySHA256)]
@@ -34,6 +36,7 @@ final class ServerSignatureTests: XCTestCase {
                                                                with: "SignedHeaders=" + override)
         }
         headers.append(("Authorization", authorization))
+        headers += unsignedHeaders.map { (name: $0.0, value: $0.1) }
         return SimRequest(method: "GET", uri: path + (rawQuery.isEmpty ? "" : "?" + rawQuery), headers: headers, body: [])
     }
 
@@ -92,6 +95,22 @@ final class ServerSignatureTests: XCTestCase {
                                     signedHeadersOverride: "host;x-amz-content-sha256;x-amz-date;x-amz-meta-absent")
         XCTAssertEqual(code(sim.handle(missing)), "SignatureDoesNotMatch")
         XCTAssertEqual(sim.state.snapshotCounters.signatureFailures, 2)
+    }
+
+    /// S3 refuses a request carrying an `x-amz-*` header, or a Host, that its signature does not cover. The unsigned
+    /// header here has the same length as a signed one (`x-amz-meta`, `x-amz-date`), so only a comparison of the names
+    /// themselves tells them apart.
+    func testUnsignedAmzHeadersAndAnUnsignedHostAreRefused() {
+        let sim = service()
+        let signed = signedRequest(path: "/bucket-a/k", key: "k", query: [], rawQuery: "")
+        XCTAssertNotEqual(code(sim.handle(signed)), "AccessDenied", "the same request fully signed passes this check")
+        let extra = signedRequest(path: "/bucket-a/k", key: "k", query: [], rawQuery: "", unsignedHeaders: [("x-amz-meta", "v")])
+        let refused = sim.handle(extra)
+        XCTAssertEqual(code(refused), "AccessDenied")
+        XCTAssertTrue(String(decoding: refused.body, as: UTF8.self).contains("<HeadersNotSigned>x-amz-meta</HeadersNotSigned>"))
+        let hostless = signedRequest(path: "/bucket-a/k", key: "k", query: [], rawQuery: "",
+                                     signedHeadersOverride: "x-amz-content-sha256;x-amz-date")
+        XCTAssertEqual(code(sim.handle(hostless)), "AccessDenied")
     }
 
     func testTamperedQueryValueOrPathIsRefusedWithTheCanonicalRequest() {
