@@ -17,6 +17,8 @@ final class SimHTTPCodec: ChannelInboundHandler {
     private var answering = false
     private var closed = false
     private var flushPending = false
+    /// Where `answer` composes each response head.
+    private var scratch: [UInt8] = []
     static let maxHead = 64 * 1024
 
     private let delayed: DelayedAnswers
@@ -96,23 +98,27 @@ final class SimHTTPCodec: ChannelInboundHandler {
 
     private func answer(_ response: SimResponse, head: Head, context: ChannelHandlerContext) {
         guard !closed, context.channel.isActive else { return }
-        var out = context.channel.allocator.buffer(capacity: 256 + response.body.count)
-        out.writeStaticString("HTTP/1.1 ")
-        Self.writeDecimal(response.status, to: &out)
-        out.writeStaticString(" ")
-        out.writeString(Self.reason(response.status))
-        out.writeStaticString("\r\n")
+        // The head is composed in `scratch` and copied into the buffer once: two dozen small ByteBuffer writes each
+        // checked capacity and exclusive access (0.4% of the simulator's instructions per request, cachegrind).
+        scratch.removeAll(keepingCapacity: true)
+        scratch += "HTTP/1.1 ".utf8
+        Self.appendDecimal(response.status, to: &scratch)
+        scratch.append(0x20)
+        scratch += Self.reason(response.status).utf8
+        scratch += "\r\n".utf8
         for (name, value) in response.headers {
-            out.writeString(name)
-            out.writeStaticString(": ")
-            out.writeString(value)
-            out.writeStaticString("\r\n")
+            scratch += name.utf8
+            scratch += ": ".utf8
+            scratch += value.utf8
+            scratch += "\r\n".utf8
         }
-        out.writeStaticString("content-length: ")
-        Self.writeDecimal(response.contentLengthOverride ?? response.body.count, to: &out)
-        out.writeStaticString("\r\n")
-        if !head.keepAlive { out.writeStaticString("connection: close\r\n") }
-        out.writeStaticString("\r\n")
+        scratch += "content-length: ".utf8
+        Self.appendDecimal(response.contentLengthOverride ?? response.body.count, to: &scratch)
+        scratch += "\r\n".utf8
+        if !head.keepAlive { scratch += "connection: close\r\n".utf8 }
+        scratch += "\r\n".utf8
+        var out = context.channel.allocator.buffer(capacity: scratch.count + response.body.count)
+        out.writeBytes(scratch)
         if head.method != "HEAD" { out.writeBytes(response.body) }
         answering = false
         if head.keepAlive {
@@ -219,7 +225,7 @@ final class SimHTTPCodec: ChannelInboundHandler {
     }
 
     /// A non-negative number in decimal, without the String an interpolation would build.
-    static func writeDecimal(_ value: Int, to out: inout ByteBuffer) {
+    static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
         var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
                      UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         withUnsafeMutableBytes(of: &digits) { d in
@@ -230,7 +236,7 @@ final class SimHTTPCodec: ChannelInboundHandler {
                 d[i] = UInt8(0x30 + v % 10)
                 v /= 10
             } while v > 0
-            out.writeBytes(UnsafeRawBufferPointer(rebasing: d[i...]))
+            out += UnsafeRawBufferPointer(rebasing: d[i...])
         }
     }
 
