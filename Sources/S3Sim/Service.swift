@@ -436,7 +436,13 @@ enum HTTPDate {
 enum UTF8Split {
     /// Before and after the first `separator`; `after` is nil when there is none.
     static func once(_ s: Substring, _ separator: UInt8) -> (Substring, Substring?) {
-        guard let i = s.utf8.firstIndex(of: separator) else { return (s, nil) }
+        // memchr over the contiguous bytes (a native string's): the generic search walks validated indices.
+        let offset: Int?? = s.utf8.withContiguousStorageIfAvailable { b in
+            guard let base = b.baseAddress, let hit = memchr(base, Int32(separator), b.count) else { return nil }
+            return UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+        }
+        let found = offset.map { $0.map { s.utf8.index(s.utf8.startIndex, offsetBy: $0) } } ?? s.utf8.firstIndex(of: separator)
+        guard let i = found else { return (s, nil) }
         return (s[..<i], s[s.utf8.index(after: i)...])
     }
 
