@@ -88,7 +88,7 @@ extension SimService {
         let prefix = UpdateBody.checksumPrefix
         for f in request.fields {
             let name = request.name(f)
-            guard name.starts(with: prefix), !name.equals("x-amz-checksum-type") else { continue }
+            guard name.hasPrefix(prefix), !name.equals("x-amz-checksum-type") else { continue }
             found = true
             let algorithm = name.dropFirst(prefix.count)
             let computed: String

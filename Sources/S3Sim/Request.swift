@@ -103,6 +103,14 @@ extension ArraySlice<UInt8> {
         }
     }
 
+    /// Whether the bytes begin with `prefix`, by memcmp (`starts(with:)` walks them one element at a time; every
+    /// field of every request is asked whether it is an `x-amz-` header).
+    func hasPrefix(_ prefix: [UInt8]) -> Bool {
+        guard count >= prefix.count else { return false }
+        guard !prefix.isEmpty else { return true }
+        return withUnsafeBufferPointer { a in prefix.withUnsafeBufferPointer { b in memcmp(a.baseAddress!, b.baseAddress!, b.count) == 0 } }
+    }
+
     /// Whether the bytes equal `other`'s, by memcmp (`==` walks them one element at a time).
     func equals(_ other: ArraySlice<UInt8>) -> Bool {
         guard count == other.count else { return false }

@@ -250,7 +250,7 @@ public final class SimService: @unchecked Sendable {
         guard isSigned(Self.host[...]) else { return deny(403, "AccessDenied", Messages.unsignedHeaders) }
         for f in request.fields {
             let name = request.name(f)
-            guard name.starts(with: Self.amzPrefix), !isSigned(name) else { continue }
+            guard name.hasPrefix(Self.amzPrefix), !isSigned(name) else { continue }
             return deny(403, "AccessDenied", Messages.unsignedHeaders, extra: [("HeadersNotSigned", String(decoding: name, as: UTF8.self))])
         }
         guard let contentSHA = request.headerRange("x-amz-content-sha256") else {
