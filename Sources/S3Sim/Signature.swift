@@ -89,7 +89,8 @@ enum CanonicalRequest {
         guard uriOK else { throw .malformedURI }
         out.append(0x0A)
         let problem = request.fieldBytes.withUnsafeBufferPointer { fb -> Problem? in
-            func append(_ r: Range<Int>) { out.append(contentsOf: UnsafeBufferPointer(rebasing: fb[r])) }
+            // Bytes go to `out` directly, not through a nested function: one capturing `out` boxed it, and every
+            // append in this closure then checked exclusive access at run time.
             func same(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
                 a.count == b.count && memcmp(fb.baseAddress! + a.lowerBound, fb.baseAddress! + b.lowerBound, a.count) == 0
             }
@@ -103,7 +104,7 @@ enum CanonicalRequest {
                 // The list must be sorted and without repeats, as every SDK sends it; S3 rejects anything else.
                 if let previous, !fb[previous].lexicographicallyPrecedes(fb[name]) { return .headersNotSorted }
                 previous = name
-                append(name)
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: fb[name]))
                 out.append(0x3A)
                 var found = false
                 for f in request.fields where same(Int(f.nameStart)..<Int(f.valueStart), name) {
@@ -115,9 +116,9 @@ enum CanonicalRequest {
                 out.append(0x0A)
             }
             out.append(0x0A)
-            append(auth.signedHeaders)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: fb[auth.signedHeaders]))
             out.append(0x0A)
-            append(payloadHash)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: fb[payloadHash]))
             return nil
         }
         if let problem { throw problem }
