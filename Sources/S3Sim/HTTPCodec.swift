@@ -99,24 +99,25 @@ final class SimHTTPCodec: ChannelInboundHandler {
     private func answer(_ response: SimResponse, head: Head, context: ChannelHandlerContext) {
         guard !closed, context.channel.isActive else { return }
         // The head is composed in `scratch` and copied into the buffer once: two dozen small ByteBuffer writes each
-        // checked capacity and exclusive access (0.4% of the simulator's instructions per request, cachegrind).
+        // checked capacity and exclusive access (1.3% of the simulator's instructions per request, cachegrind).
+        // Each piece is copied as a buffer of bytes: `+= text.utf8` goes through the generic sequence copy.
         scratch.removeAll(keepingCapacity: true)
-        scratch += "HTTP/1.1 ".utf8
+        Self.append("HTTP/1.1 ", to: &scratch)
         Self.appendDecimal(response.status, to: &scratch)
         scratch.append(0x20)
-        scratch += Self.reason(response.status).utf8
-        scratch += "\r\n".utf8
+        Self.append(Self.reason(response.status), to: &scratch)
+        Self.append("\r\n", to: &scratch)
         for (name, value) in response.headers {
-            scratch += name.utf8
-            scratch += ": ".utf8
-            scratch += value.utf8
-            scratch += "\r\n".utf8
+            Self.append(name, to: &scratch)
+            Self.append(": ", to: &scratch)
+            Self.append(value, to: &scratch)
+            Self.append("\r\n", to: &scratch)
         }
-        scratch += "content-length: ".utf8
+        Self.append("content-length: ", to: &scratch)
         Self.appendDecimal(response.contentLengthOverride ?? response.body.count, to: &scratch)
-        scratch += "\r\n".utf8
-        if !head.keepAlive { scratch += "connection: close\r\n".utf8 }
-        scratch += "\r\n".utf8
+        Self.append("\r\n", to: &scratch)
+        if !head.keepAlive { Self.append("connection: close\r\n", to: &scratch) }
+        Self.append("\r\n", to: &scratch)
         var out = context.channel.allocator.buffer(capacity: scratch.count + response.body.count)
         out.writeBytes(scratch)
         if head.method != "HEAD" { out.writeBytes(response.body) }
@@ -222,6 +223,15 @@ final class SimHTTPCodec: ChannelInboundHandler {
         }
         return Head(method: method, uri: uri, fields: fields, contentLength: contentLength, keepAlive: keepAlive,
                     expectContinue: expectContinue, headLength: end)
+    }
+
+    private static func append(_ text: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    private static func append(_ text: String, to out: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { out.append(contentsOf: $0) }
     }
 
     /// A non-negative number in decimal, without the String an interpolation would build.
