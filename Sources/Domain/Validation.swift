@@ -208,6 +208,15 @@ public enum ByteSearch {
         return text.withUTF8 { t in phrase.withUTF8 { p in find(p, in: t, from: 0) != nil } }
     }
 
+    /// Where `byte` first occurs in `bytes[range]`, as an offset into `bytes`; nil when absent. libc's memchr: Swift's
+    /// generic scans walk validated indices one element at a time, a visible share of the simulator's every request.
+    @inlinable
+    public static func index(of byte: UInt8, in bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
+        guard !range.isEmpty, let base = bytes.baseAddress, let hit = memchr(base + range.lowerBound, Int32(byte), range.count)
+        else { return nil }
+        return base.distance(to: UnsafeRawPointer(hit))
+    }
+
     /// The one search loop behind both.
     static func find(_ n: UnsafeBufferPointer<UInt8>, in h: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
         guard !n.isEmpty, start >= 0, h.count - start >= n.count else { return nil }

@@ -1,3 +1,4 @@
+import Domain
 import Foundation
 import S3
 import NIOCore
@@ -160,13 +161,9 @@ final class SimHTTPCodec: ChannelInboundHandler {
     /// Parses a request head if a complete one is buffered; nil when more bytes are needed.
     static func parseHead(_ p: UnsafeRawBufferPointer) throws -> Head? {
         let n = p.count
-        guard n >= 4, let base = p.baseAddress else { return nil }
-        // The blank line ending the head, and each line's end and separators, found with libc's memchr: Swift's
-        // generic scans over the raw buffer were a visible share of every request.
-        func find(_ byte: UInt8, in r: Range<Int>) -> Int? {
-            guard !r.isEmpty, let at = memchr(base + r.lowerBound, Int32(byte), r.count) else { return nil }
-            return base.distance(to: UnsafeRawPointer(at))
-        }
+        guard n >= 4 else { return nil }
+        // The blank line ending the head, and each line's end and separators, found with memchr.
+        func find(_ byte: UInt8, in r: Range<Int>) -> Int? { ByteSearch.index(of: byte, in: p, r) }
         var end = -1
         var from = 3
         while let lf = find(0x0A, in: from..<n) {

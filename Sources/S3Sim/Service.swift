@@ -294,9 +294,7 @@ public final class SimService: @unchecked Sendable {
             name.withUnsafeBufferPointer { n in
                 var start = 0
                 while start <= l.count {
-                    let rest = l.count - start
-                    let hit = rest == 0 ? nil : memchr(l.baseAddress! + start, 0x3B, rest)  // ';'
-                    let end = hit.map { UnsafeRawPointer($0) - UnsafeRawPointer(l.baseAddress!) } ?? l.count
+                    let end = ByteSearch.index(of: 0x3B, in: UnsafeRawBufferPointer(l), start..<l.count) ?? l.count  // ';'
                     if end - start == n.count && (n.count == 0 || memcmp(l.baseAddress! + start, n.baseAddress!, n.count) == 0) {
                         return true
                     }
@@ -437,9 +435,8 @@ enum UTF8Split {
     /// Before and after the first `separator`; `after` is nil when there is none.
     static func once(_ s: Substring, _ separator: UInt8) -> (Substring, Substring?) {
         // memchr over the contiguous bytes (a native string's): the generic search walks validated indices.
-        let offset: Int?? = s.utf8.withContiguousStorageIfAvailable { b in
-            guard let base = b.baseAddress, let hit = memchr(base, Int32(separator), b.count) else { return nil }
-            return UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+        let offset: Int?? = s.utf8.withContiguousStorageIfAvailable {
+            ByteSearch.index(of: separator, in: UnsafeRawBufferPointer($0), 0..<$0.count)
         }
         let found = offset.map { $0.map { s.utf8.index(s.utf8.startIndex, offsetBy: $0) } } ?? s.utf8.firstIndex(of: separator)
         guard let i = found else { return (s, nil) }

@@ -1,3 +1,4 @@
+import Domain
 import Foundation
 import S3
 
@@ -22,8 +23,7 @@ struct AuthorizationHeader {
         guard value.count >= Self.scheme.count, memcmp(bytes.baseAddress! + value.lowerBound, Self.scheme, Self.scheme.count) == 0
         else { return nil }
         func find(_ byte: UInt8, in r: Range<Int>) -> Int {
-            guard !r.isEmpty, let hit = memchr(bytes.baseAddress! + r.lowerBound, Int32(byte), r.count) else { return r.upperBound }
-            return r.lowerBound + (UnsafeRawPointer(hit) - UnsafeRawPointer(bytes.baseAddress! + r.lowerBound))
+            ByteSearch.index(of: byte, in: UnsafeRawBufferPointer(bytes), r) ?? r.upperBound
         }
         func equals(_ r: Range<Int>, _ text: StaticString) -> Bool {
             r.count == text.utf8CodeUnitCount && memcmp(bytes.baseAddress! + r.lowerBound, text.utf8Start, r.count) == 0

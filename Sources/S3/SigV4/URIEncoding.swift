@@ -1,5 +1,4 @@
 import Domain
-import Foundation
 /// SigV4's URI encoding: every byte except the unreserved `A-Z a-z 0-9 - . _ ~` as `%XX` (uppercase hex).
 /// https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html
 public enum URIEncoding {
@@ -76,7 +75,9 @@ public enum URIEncoding {
     public static func decode(_ s: some StringProtocol) -> String? {
         // No escapes: no copy of the bytes. (One call through the protocol, not one per byte: this is generic across
         // modules, so it is not specialised for the simulator's Substrings.)
-        let escaped = s.utf8.withContiguousStorageIfAvailable { $0.count > 0 && memchr($0.baseAddress!, 0x25, $0.count) != nil }
+        let escaped = s.utf8.withContiguousStorageIfAvailable {
+            ByteSearch.index(of: 0x25, in: UnsafeRawBufferPointer($0), 0..<$0.count) != nil
+        }
         guard escaped ?? s.utf8.contains(0x25) else { return String(s) }
         let bytes = Array(s.utf8)
         var out: [UInt8] = []
