@@ -112,7 +112,7 @@ extension SimService {
         }
         if let algorithm = request.headerBytes("x-amz-sdk-checksum-algorithm") {
             // The header it promises: "x-amz-checksum-" and the algorithm, lowercased (as field names are stored).
-            let promised = prefix + algorithm.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
+            let promised = prefix + algorithm.map(ASCII.lowercased)
             if !request.fields.contains(where: { request.name($0).equals(promised[...]) }) {
                 return ("InvalidRequest", "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or x-amz-trailer headers were found.")
             }

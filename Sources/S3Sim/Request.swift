@@ -1,4 +1,5 @@
 import Foundation
+import S3
 
 /// A request as the server received it.
 ///
@@ -83,7 +84,7 @@ struct FieldsBuilder {
         bytes.append(contentsOf: name)
         let valueStart = bytes.count
         bytes.withUnsafeMutableBufferPointer { b in
-            for i in nameStart..<valueStart where b[i] >= 0x41 && b[i] <= 0x5A { b[i] |= 0x20 }
+            for i in nameStart..<valueStart { b[i] = ASCII.lowercased(b[i]) }
         }
         bytes.append(contentsOf: value)
         fields.append(.init(nameStart: Int32(nameStart), valueStart: Int32(valueStart), valueEnd: Int32(bytes.count)))

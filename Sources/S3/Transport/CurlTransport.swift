@@ -43,7 +43,7 @@ public struct HTTPResponse: Sendable {
         let wanted = Array(name.utf8)
         forEachHeader { n, value in
             guard n.count == wanted.count else { return true }
-            for (a, b) in zip(n, wanted) where ((a >= 0x41 && a <= 0x5A) ? a | 0x20 : a) != b { return true }
+            for (a, b) in zip(n, wanted) where ASCII.lowercased(a) != b { return true }
             found = String(decoding: value, as: UTF8.self)
             return false
         }
@@ -916,6 +916,10 @@ final class ConnectionPool {
 }
 
 public enum ASCII {
+    /// `b` with an ASCII capital letter made lowercase; any other byte as it is.
+    @inlinable
+    public static func lowercased(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
+
     /// Whether `a` equals `lowercased` ignoring ASCII case; `lowercased` must be lowercase already.
     @inline(__always)
     public static func equalsLowercased(_ a: String, _ lowercased: String) -> Bool {
@@ -925,8 +929,7 @@ public enum ASCII {
             switch (a.next(), b.next()) {
             case (nil, nil): return true
             case (let x?, let y?):
-                let lx = (x >= 0x41 && x <= 0x5A) ? x | 0x20 : x
-                if lx != y { return false }
+                if ASCII.lowercased(x) != y { return false }
             default: return false
             }
         }
