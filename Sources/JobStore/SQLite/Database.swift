@@ -25,7 +25,11 @@ final class Database {
     let handle: OpaquePointer
     let path: String
 
+    /// Process-wide settings, made once before the first connection opens.
+    private static let configured: Void = { _ = reencryptd_sqlite_disable_memstatus() }()
+
     init(path: String) throws {
+        Self.configured
         var db: OpaquePointer?
         // NOMUTEX: the store serialises calls itself, so SQLite's own mutex would only add cost.
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
