@@ -106,7 +106,8 @@ public final class Engine: @unchecked Sendable {
     /// Lanes with queued tasks, in round-robin order.
     private var rotation: Deque<BucketLane> = []
     private var queuedCount = 0
-    private var inFlight: [Int64: Lease] = [:]
+    /// Tasks whose call is out, by task id (their leases travel with the calls).
+    private var inFlight: Set<Int64> = []
     private var results: [TaskResult] = []
     private var recording = false
     private var claiming = false
@@ -251,7 +252,7 @@ public final class Engine: @unchecked Sendable {
     }
 
     private func send(_ lease: Lease, lane: BucketLane, info: JobInfo, now: Double) {
-        inFlight[lease.taskID] = lease
+        inFlight.insert(lease.taskID)
         lane.adaptive.recordSend(now: now)
         info.key.adaptive.recordSend(now: now)
         let request = S3Request.updateObjectEncryption(lease.object, body: info.body,
@@ -286,14 +287,14 @@ public final class Engine: @unchecked Sendable {
     private var batchesTaken = 0
     private var batchesTakenAtLastTick: Int?
 
-    private func deliver(_ answer: Answer) {
-        let schedule = answersLock.withLock { () -> Bool in
-            answers.append(answer)
-            // On a driver, `afterCompletions` runs the batch once the pass is over.
-            guard !CurlTransport.onDriverThread, !answersTaken else { return false }
-            answersTaken = true
-            return true
-        }
+    private func deliver(_ answer: consuming Answer) {
+        // Locked by hand: a closure could not take the answer over, so `append` would copy it.
+        answersLock.lock()
+        answers.append(answer)
+        // On a driver, `afterCompletions` runs the batch once the pass is over.
+        let schedule = !CurlTransport.onDriverThread && !answersTaken
+        if schedule { answersTaken = true }
+        answersLock.unlock()
         if schedule { queue.async { [self] in completeAnswers(batches: .max) } }
     }
 
@@ -325,7 +326,10 @@ public final class Engine: @unchecked Sendable {
                 return !batch.isEmpty
             }
             guard any else { return }
-            for a in batch { complete(a.lease, lane: a.lane, key: a.key, sentAt: a.sentAt, result: a.result) }
+            // Read in place: `for a in batch` copied each answer (a retain per reference in it) only to drop it.
+            batch.withUnsafeBufferPointer { p in
+                for i in p.indices { complete(p[i].lease, lane: p[i].lane, key: p[i].key, sentAt: p[i].sentAt, result: p[i].result) }
+            }
             batch.removeAll(keepingCapacity: true)
             dispatch(now: Self.now())
         }
@@ -349,7 +353,7 @@ public final class Engine: @unchecked Sendable {
 
     /// Classifies one answer and queues its result for the store (the caller dispatches more work after a batch).
     private func complete(_ lease: Lease, lane: BucketLane, key: KeyLane, sentAt: Double, result: S3Result) {
-        guard inFlight.removeValue(forKey: lease.taskID) != nil else { return }  // released at shutdown
+        guard inFlight.remove(lease.taskID) != nil else { return }  // released at shutdown
         let now = Self.now()
         let classification: Classification
         var error: S3Error?
@@ -647,7 +651,7 @@ public final class Engine: @unchecked Sendable {
             return
         }
         guard !recording else { return }
-        let leftover = Array(inFlight.keys)
+        let leftover = Array(inFlight)
         inFlight.removeAll()
         timer?.cancel()
         timer = nil
