@@ -138,7 +138,7 @@ public final class SigV4Signer: @unchecked Sendable {
     public let service: String
     public let region: String
     // Guarded by `lock`; @unchecked Sendable is sound because nothing else touches it.
-    private var keyCache: (day: String, accessKeyID: String, secret: String, key: [UInt8], hmac: Crypto.HMACKey, scope: String)?
+    private var keyCache: DerivedKey?
     private let lock = NSLock()
 
     public init(service: String, region: String) {
@@ -332,7 +332,8 @@ public final class SigV4Signer: @unchecked Sendable {
     /// have one, `x-amz-security-token`) so that they are signed.
     public func sign(_ request: SigV4Request, credentials: AWSCredentials, date: SigV4Date) -> Signed {
         let (canonical, signedHeaders) = canonicalRequestBytes(request)
-        let (hmac, scope) = signingKey(credentials: credentials, day: date.day)
+        let derived = lock.withLock { derive(credentials: credentials, day: date.day) }
+        let scope = derived.scope
         let stringToSign = Self.stringToSign(canonicalRequest: canonical, amzDate: date.amzDate.utf8, scope: scope.utf8)
         var authorization: [UInt8] = []
         authorization.reserveCapacity(200 + credentials.accessKeyID.utf8.count + signedHeaders.count)
@@ -343,7 +344,7 @@ public final class SigV4Signer: @unchecked Sendable {
         authorization += ", SignedHeaders=".utf8
         authorization += signedHeaders
         authorization += ", Signature=".utf8
-        hmac.appendMACHex(of: stringToSign, to: &authorization)
+        derived.hmac.appendMACHex(of: stringToSign, to: &authorization)
         return Signed(canonicalRequestBytes: canonical, stringToSignBytes: stringToSign, signedHeaderBytes: signedHeaders,
                       authorization: String(decoding: authorization, as: UTF8.self))
     }
@@ -369,26 +370,39 @@ public final class SigV4Signer: @unchecked Sendable {
         lock.withLock { derive(credentials: credentials, day: day).key }
     }
 
-    /// The key (ready for HMAC) and the credential scope for `day`, derived once per day and access key.
-    func signingKey(credentials: AWSCredentials, day: String) -> (hmac: Crypto.HMACKey, scope: String) {
-        lock.withLock {
-            let c = derive(credentials: credentials, day: day)
-            return (c.hmac, c.scope)
+    /// A signing key (also ready for HMAC), its credential scope, and what it was derived for. A class: a cache hit,
+    /// once per request, is one reference, where the tuple it replaces copied four strings, an array and the HMAC
+    /// state.
+    private final class DerivedKey: Sendable {
+        let day: String
+        let accessKeyID: String
+        let secret: String
+        let key: [UInt8]
+        let hmac: Crypto.HMACKey
+        let scope: String
+
+        init(day: String, accessKeyID: String, secret: String, key: [UInt8], scope: String) {
+            self.day = day
+            self.accessKeyID = accessKeyID
+            self.secret = secret
+            self.key = key
+            self.hmac = Crypto.HMACKey(key)
+            self.scope = scope
         }
     }
 
     /// The cached key for `day`, or a new one (then cached). Called under `lock`.
-    private func derive(credentials: AWSCredentials, day: String) -> (key: [UInt8], hmac: Crypto.HMACKey, scope: String) {
+    private func derive(credentials: AWSCredentials, day: String) -> DerivedKey {
         if let c = keyCache, c.day == day, c.accessKeyID == credentials.accessKeyID, c.secret == credentials.secretAccessKey {
-            return (c.key, c.hmac, c.scope)
+            return c
         }
         let kDate = Crypto.hmacSHA256(key: Array(("AWS4" + credentials.secretAccessKey).utf8), Array(day.utf8))
         let kRegion = Crypto.hmacSHA256(key: kDate, Array(region.utf8))
         let kService = Crypto.hmacSHA256(key: kRegion, Array(service.utf8))
         let key = Crypto.hmacSHA256(key: kService, Array("aws4_request".utf8))
-        let scope = scope(day: day)
-        let hmac = Crypto.HMACKey(key)
-        keyCache = (day, credentials.accessKeyID, credentials.secretAccessKey, key, hmac, scope)
-        return (key, hmac, scope)
+        let derived = DerivedKey(day: day, accessKeyID: credentials.accessKeyID, secret: credentials.secretAccessKey, key: key,
+                                 scope: scope(day: day))
+        keyCache = derived
+        return derived
     }
 }
