@@ -44,6 +44,8 @@ public struct S3Request: Sendable {
         public let bytes: [UInt8]
         public let crc32Base64: String
         public let sha256Hex: String
+        /// The checksum headers every call with this body sends: built once, so a call only retains the array.
+        let checksumHeaders: [(name: String, value: String)]
 
         public init(kmsKeyARN: String, bucketKeyEnabled: Bool) {
             let xml = "<ObjectEncryption xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><SSE-KMS><KMSKeyArn>"
@@ -52,18 +54,17 @@ public struct S3Request: Sendable {
             bytes = Array(xml.utf8)
             crc32Base64 = Crypto.base64(Crypto.crc32(bytes))
             sha256Hex = Crypto.sha256Hex(bytes)
+            checksumHeaders = [("x-amz-checksum-crc32", crc32Base64), ("x-amz-sdk-checksum-algorithm", "CRC32")]
         }
     }
 
     public static func updateObjectEncryption(_ object: ObjectRef, body encryption: EncryptionBody,
                                               expectedBucketOwner: String? = nil, requestPayer: Bool = false) -> S3Request {
         let body = encryption.bytes
-        var query: [(name: String, value: String)] = [("encryption", "")]
+        // The shared arrays are copied only when a call adds to them.
+        var query = Self.encryptionQuery
         if let version = object.versionId { query.append(("versionId", version)) }
-        var headers: [(name: String, value: String)] = [
-            ("x-amz-checksum-crc32", encryption.crc32Base64),
-            ("x-amz-sdk-checksum-algorithm", "CRC32"),
-        ]
+        var headers = encryption.checksumHeaders
         if let expectedBucketOwner { headers.append(("x-amz-expected-bucket-owner", expectedBucketOwner)) }
         if requestPayer { headers.append(("x-amz-request-payer", "requester")) }
         var request = S3Request(operation: "UpdateObjectEncryption", method: "PUT", bucket: object.bucket, key: object.key,
@@ -73,6 +74,8 @@ public struct S3Request: Sendable {
         request.headersAreCanonical = expectedBucketOwner.map { SigV4Signer.isCanonicalValue($0) } ?? true
         return request
     }
+
+    private static let encryptionQuery: [(name: String, value: String)] = [("encryption", "")]
 
     public static func headObject(_ object: ObjectRef, expectedBucketOwner: String? = nil) -> S3Request {
         var r = S3Request(operation: "HeadObject", method: "HEAD", bucket: object.bucket, key: object.key,
