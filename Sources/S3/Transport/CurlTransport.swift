@@ -524,8 +524,13 @@ public final class CurlTransport: @unchecked Sendable {
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(configuration.requestTimeout * 1000))
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_TCP_NODELAY, 1)
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
-        // "" disables proxies explicitly, as the environment does by naming none. https://curl.se/libcurl/c/CURLOPT_PROXY.html
-        if !environmentNamesAProxy { _ = "".withCString { reencryptd_easy_setopt_ptr(easy, CURLOPT_PROXY, $0) } }
+        // "" disables proxies explicitly, as the environment does by naming none. An empty no-proxy list too: with
+        // none set, libcurl 7.88 reads no_proxy and NO_PROXY from the environment (two getenv scans) for every request.
+        // https://curl.se/libcurl/c/CURLOPT_PROXY.html ; https://curl.se/libcurl/c/CURLOPT_NOPROXY.html
+        if !environmentNamesAProxy {
+            _ = "".withCString { reencryptd_easy_setopt_ptr(easy, CURLOPT_PROXY, $0) }
+            _ = "".withCString { reencryptd_easy_setopt_ptr(easy, CURLOPT_NOPROXY, $0) }
+        }
         // TLS verification stays on (libcurl's default), stated so no later change turns it off by accident.
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 1)
         _ = reencryptd_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 2)
