@@ -860,26 +860,29 @@ struct PoolChoice {
     private var idle: [String: [Int]] = [:]
     static let hostsRemembered = 4096
 
+    // The host's name is hashed once per call (five times a request before): the counts are then reached by index.
     mutating func choose(host: String, pools count: Int, active: (Int) -> Int) -> Int {
         guard count > 1 else { return 0 }  // one pool: nothing to choose, nothing to remember
         var best = 0
         for p in 1..<count where active(p) < active(best) { best = p }
-        let pick = idle[host].flatMap { counts in counts[best] > 0 ? best : counts.firstIndex { $0 > 0 } }
+        guard let i = idle.index(forKey: host) else { return best }
+        let pick = idle.values[i][best] > 0 ? best : idle.values[i].firstIndex { $0 > 0 }
         guard let pick else { return best }
-        idle[host]![pick] -= 1  // in place: no copy of the counts
+        idle.values[i][pick] -= 1  // in place: no copy of the counts
         return pick
     }
 
     mutating func finished(host: String, pool: Int, pools count: Int) {
         guard count > 1 else { return }
-        if idle[host] == nil {
-            // Bounded in hosts too: a daemon that has touched very many buckets forgets, at the cost of a few
-            // connections opened where an idle one could have served.
-            if idle.count >= Self.hostsRemembered { idle.removeAll() }
-            idle[host] = [Int](repeating: 0, count: count)
-        }
-        // Bounded: a pool keeps at most twice its share of connections.
-        if idle[host]![pool] < 2 * ConnectionPool.connections { idle[host]![pool] += 1 }
+        // Bounded in hosts too: a daemon that has touched very many buckets forgets, at the cost of a few connections
+        // opened where an idle one could have served.
+        if idle.count >= Self.hostsRemembered, idle.index(forKey: host) == nil { idle.removeAll() }
+        Self.addIdle(to: &idle[host, default: [Int](repeating: 0, count: count)], pool: pool)
+    }
+
+    /// Bounded: a pool keeps at most twice its share of connections.
+    private static func addIdle(to counts: inout [Int], pool: Int) {
+        if counts[pool] < 2 * ConnectionPool.connections { counts[pool] += 1 }
     }
 }
 
