@@ -47,9 +47,20 @@ public struct SimRequest: Sendable {
     }
 
     /// Where the value of the first field named `lowercaseName` is in `fieldBytes`.
+    /// Asked about seven times a request: one pass over the buffer, lengths compared before any bytes (a slice per
+    /// field, each retaining the buffer, was 3% of the simulator's instructions).
     func headerRange(_ lowercaseName: String) -> Range<Int>? {
-        for f in fields where name(f).equals(lowercaseName) { return Int(f.valueStart)..<Int(f.valueEnd) }
-        return nil
+        var name = lowercaseName
+        return name.withUTF8 { n in
+            fieldBytes.withUnsafeBufferPointer { b in
+                for f in fields where Int(f.valueStart - f.nameStart) == n.count {
+                    if n.isEmpty || memcmp(b.baseAddress! + Int(f.nameStart), n.baseAddress!, n.count) == 0 {
+                        return Int(f.valueStart)..<Int(f.valueEnd)
+                    }
+                }
+                return nil
+            }
+        }
     }
 
     /// `fieldBytes[range]` as text (for messages).
