@@ -60,6 +60,9 @@ let package = Package(
         .executableTarget(name: "reencryptd", dependencies: ["ReencryptdCLI"]),
         // Benchmarks are programs, not tests (make bench).
         .executableTarget(name: "client-bench", dependencies: ["S3", "Domain"], path: "bench/ClientBench"),
+        .executableTarget(name: "engine-bench", dependencies: [
+            "Engine", "JobStore", "S3", "Domain", .product(name: "Logging", package: "swift-log"),
+        ], path: "bench/EngineBench"),
 
         .testTarget(name: "JobStoreTests", dependencies: ["JobStore", "Domain", "CSQLite"]),
         .testTarget(name: "ManifestTests", dependencies: ["Manifest", "Domain", "JobStore"]),
