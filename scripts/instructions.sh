@@ -27,25 +27,5 @@ for bin in "$@"; do
             --cachegrind-out-file="$OUT/cg.$n" "$bin" "$URL" "$OUT/manifest.csv" $n 64 > /dev/null 2>&1
         cg_annotate --threshold=0 "$OUT/cg.$n" > "$OUT/annotated.$n" 2> /dev/null
     done
-    python3 - "$bin" "$OUT" $N1 $N2 "${TOP:-0}" <<'EOF'
-import re, sys
-bin, out, n1, n2, top = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-def load(n):
-    total, functions = 0, {}
-    for line in open(f"{out}/annotated.{n}"):
-        m = re.match(r"\s*([\d,]+)\s+\(100.0%\)\s+PROGRAM TOTALS", line)
-        if m:
-            total = int(m.group(1).replace(",", ""))
-            continue
-        m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S+:.*)$", line)
-        if m:
-            functions[m.group(2)] = functions.get(m.group(2), 0) + int(m.group(1).replace(",", ""))
-    return total, functions
-(t1, f1), (t2, f2) = load(n1), load(n2)
-per = (t2 - t1) / (n2 - n1)
-print(f"{bin}: {per:,.0f} instructions per request")
-rows = sorted(((f2.get(k, 0) - f1.get(k, 0)) / (n2 - n1), k) for k in set(f1) | set(f2))
-for v, k in reversed(rows[-top:] if top else []):
-    print(f"  {v:9,.0f}  {100 * v / per:4.1f}%  {k[:110]}")
-EOF
+    python3 scripts/cachegrind_per_unit.py "$bin" request "$OUT/annotated.$N1" "$OUT/annotated.$N2" $N1 $N2 "${TOP:-0}"
 done
