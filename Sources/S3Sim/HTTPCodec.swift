@@ -99,28 +99,33 @@ final class SimHTTPCodec: ChannelInboundHandler {
 
     private func answer(_ response: SimResponse, head: Head, context: ChannelHandlerContext) {
         guard !closed, context.channel.isActive else { return }
-        // The head is composed in `scratch` and copied into the buffer once: two dozen small ByteBuffer writes each
-        // checked capacity and exclusive access (1.3% of the simulator's instructions per request, cachegrind).
-        // Each piece is copied as a buffer of bytes: `+= text.utf8` goes through the generic sequence copy.
-        scratch.removeAll(keepingCapacity: true)
-        Self.append("HTTP/1.1 ", to: &scratch)
-        Self.appendDecimal(response.status, to: &scratch)
-        scratch.append(0x20)
-        Self.append(Self.reason(response.status), to: &scratch)
-        Self.append("\r\n", to: &scratch)
+        // The head is composed in `scratch`'s array and copied into the buffer once: two dozen small ByteBuffer writes
+        // each checked capacity and exclusive access (1.3% of the simulator's instructions per request, cachegrind).
+        // Each piece is copied as a buffer of bytes: `+= text.utf8` goes through the generic sequence copy. The array is
+        // taken out of the property meanwhile: each append to a stored property of this class checked exclusive access
+        // at run time (21 checks an answer, 3.5% of the simulator's instructions).
+        var text: [UInt8] = []
+        swap(&text, &scratch)
+        text.removeAll(keepingCapacity: true)
+        Self.append("HTTP/1.1 ", to: &text)
+        Self.appendDecimal(response.status, to: &text)
+        text.append(0x20)
+        Self.append(Self.reason(response.status), to: &text)
+        Self.append("\r\n", to: &text)
         for (name, value) in response.headers {
-            Self.append(name, to: &scratch)
-            Self.append(": ", to: &scratch)
-            Self.append(value, to: &scratch)
-            Self.append("\r\n", to: &scratch)
+            Self.append(name, to: &text)
+            Self.append(": ", to: &text)
+            Self.append(value, to: &text)
+            Self.append("\r\n", to: &text)
         }
-        Self.append("content-length: ", to: &scratch)
-        Self.appendDecimal(response.contentLengthOverride ?? response.body.count, to: &scratch)
-        Self.append("\r\n", to: &scratch)
-        if !head.keepAlive { Self.append("connection: close\r\n", to: &scratch) }
-        Self.append("\r\n", to: &scratch)
-        var out = context.channel.allocator.buffer(capacity: scratch.count + response.body.count)
-        out.writeBytes(scratch)
+        Self.append("content-length: ", to: &text)
+        Self.appendDecimal(response.contentLengthOverride ?? response.body.count, to: &text)
+        Self.append("\r\n", to: &text)
+        if !head.keepAlive { Self.append("connection: close\r\n", to: &text) }
+        Self.append("\r\n", to: &text)
+        var out = context.channel.allocator.buffer(capacity: text.count + response.body.count)
+        out.writeBytes(text)
+        swap(&text, &scratch)  // back before anything below can answer the next request
         if head.method != "HEAD" { out.writeBytes(response.body) }
         answering = false
         if head.keepAlive {
