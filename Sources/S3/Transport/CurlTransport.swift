@@ -662,9 +662,13 @@ final class Transfer {
     var isPlainHTTP: Bool { originLength > 4 && url[4] == 0x3A }  // "http:", not "https"
     let method: UnsafePointer<CChar>
     var headerList: UnsafeMutablePointer<curl_slist>? { nodes.isEmpty ? nil : nodes.baseAddress }
+    // Written by libcurl's header and write callbacks as a response arrives, and read once it is complete: all on
+    // the driver thread, and never while another access to the same field is under way (a callback does not call
+    // back into this transfer). So without the run-time exclusivity check that each access to a class's stored
+    // property makes: a dozen per response in the header callback. https://www.swift.org/blog/swift-5-exclusivity/
     /// The header lines of the response being received, as received.
-    var responseHeaders: [UInt8] = []
-    var responseBody: [UInt8] = []
+    @exclusivity(unchecked) var responseHeaders: [UInt8] = []
+    @exclusivity(unchecked) var responseBody: [UInt8] = []
     /// The connection pool whose multi handle runs this transfer, and the easy handle (set by the driver).
     var pool = 0
     var handle: EasyHandle?
@@ -673,7 +677,7 @@ final class Transfer {
     /// Where a 2xx body goes when streaming to a file; -1 for memory.
     var downloadFD: Int32 = -1
     /// The status of the response being received (from its status line), to route the body.
-    var currentStatus = 0
+    @exclusivity(unchecked) var currentStatus = 0
     var downloadFailed = false
 
     private static let removals: [StaticString] = ["Expect:", "Accept:"]
