@@ -10,14 +10,15 @@ import JobStore
 /// `@unchecked Sendable` sound (as for `Engine` itself).
 final class BucketLane: @unchecked Sendable {
     let name: String
-    var ready: Deque<Lease> = []
+    // Exempt from run-time exclusivity checks, as the engine's own per-task fields are (see `Engine`).
+    @exclusivity(unchecked) var ready: Deque<Lease> = []
     /// In the engine's rotation: true exactly while `ready` holds tasks.
-    var inRotation = false
+    @exclusivity(unchecked) var inRotation = false
     /// The configured ceiling (0: none).
     let maxRate: Double
     /// Enforces the configured ceiling, or the adaptive rate where that is lower.
-    var ceiling: TokenBucket
-    var adaptive = AdaptiveRate()
+    @exclusivity(unchecked) var ceiling: TokenBucket
+    @exclusivity(unchecked) var adaptive = AdaptiveRate()
 
     init(name: String, maxRate: Double, now: Double) {
         self.name = name
@@ -38,8 +39,8 @@ final class BucketLane: @unchecked Sendable {
 /// One KMS key's adaptive rate, shared by every bucket whose tasks use the key (a KMS throttle slows them all), and
 /// once the key has throttled, the token bucket enforcing that rate. Threads: as `BucketLane`.
 final class KeyLane: @unchecked Sendable {
-    var adaptive = AdaptiveRate()
-    var ceiling: TokenBucket?
+    @exclusivity(unchecked) var adaptive = AdaptiveRate()
+    @exclusivity(unchecked) var ceiling: TokenBucket?
 
     func allows(now: Double, adaptive on: Bool) -> Bool {
         guard on, let limit = adaptive.fillRate else { return true }
