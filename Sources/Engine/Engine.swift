@@ -93,7 +93,7 @@ public final class Engine: @unchecked Sendable {
     // MARK: State owned by `queue`
     //
     // The fields touched for every task are exempt from Swift's run-time exclusivity checks (each access to a class's
-    // stored property otherwise records itself in a per-thread set: some 40 per task, about 3% of a task's
+    // stored property otherwise records itself in a per-thread set: some 40 per task, about 1% of a task's
     // instructions). That check only ever catches overlapping accesses on one thread; these fields are only touched
     // on `queue`, one access at a time. https://www.swift.org/blog/swift-5-exclusivity/
 
