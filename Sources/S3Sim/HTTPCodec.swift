@@ -193,11 +193,12 @@ final class SimHTTPCodec: ChannelInboundHandler {
         let version = UnsafeRawBufferPointer(rebasing: p[(sp2 + 1)..<requestLine.upperBound])
         let http11 = version.elementsEqual("HTTP/1.1".utf8)
         guard http11 || version.elementsEqual("HTTP/1.0".utf8) else { throw Malformed() }
-        var fields = FieldsBuilder(capacity: end)
+        let linesStart = requestLine.upperBound + 2
+        var fields = FieldsBuilder(lines: UnsafeRawBufferPointer(rebasing: p[min(linesStart, end)..<end]))
         var contentLength = 0
         var keepAlive = http11
         var expectContinue = false
-        var start = requestLine.upperBound + 2
+        var start = linesStart
         while start < end - 2 {
             let line = start..<lineEnd(from: start)
             start = line.upperBound + 2
@@ -206,8 +207,8 @@ final class SimHTTPCodec: ChannelInboundHandler {
             var ve = line.upperBound
             while vs < ve, p[vs] == 0x20 || p[vs] == 0x09 { vs += 1 }
             while ve > vs, p[ve - 1] == 0x20 || p[ve - 1] == 0x09 { ve -= 1 }
-            let name = fields.add(name: UnsafeRawBufferPointer(rebasing: p[line.lowerBound..<colon]),
-                                  value: UnsafeRawBufferPointer(rebasing: p[vs..<ve]))
+            let name = fields.addField(name: (line.lowerBound - linesStart)..<(colon - linesStart),
+                                       value: (vs - linesStart)..<(ve - linesStart))
             func lowercasedValue() -> String { text(vs..<ve).lowercased() }
             switch name.count {
             case 14 where name.equals("content-length"):

@@ -107,7 +107,7 @@ enum CanonicalRequest {
                 out.append(contentsOf: UnsafeBufferPointer(rebasing: fb[name]))
                 out.append(0x3A)
                 var found = false
-                for f in request.fields where same(Int(f.nameStart)..<Int(f.valueStart), name) {
+                for f in request.fields where same(Int(f.nameStart)..<Int(f.nameEnd), name) {
                     if found { out.append(0x2C) }  // repeated fields fold into one line, comma-separated
                     SigV4Signer.appendCanonicalValue(UnsafeBufferPointer(rebasing: fb[Int(f.valueStart)..<Int(f.valueEnd)]), to: &out)
                     found = true
