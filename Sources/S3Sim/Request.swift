@@ -93,16 +93,12 @@ struct FieldsBuilder {
     @discardableResult
     mutating func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> ArraySlice<UInt8> {
         let nameStart = bytes.count
-        // Copied whole, then lowercased in place: appending byte by byte checked the buffer's uniqueness per byte.
+        // Copied whole, then lowercased in place by `addField`: appending byte by byte checked the buffer's uniqueness
+        // per byte.
         bytes.append(contentsOf: name)
         let valueStart = bytes.count
-        bytes.withUnsafeMutableBufferPointer { b in
-            for i in nameStart..<valueStart { b[i] = ASCII.lowercased(b[i]) }
-        }
         bytes.append(contentsOf: value)
-        fields.append(.init(nameStart: Int32(nameStart), nameEnd: Int32(valueStart), valueStart: Int32(valueStart),
-                            valueEnd: Int32(bytes.count)))
-        return bytes[nameStart..<valueStart]
+        return addField(name: nameStart..<valueStart, value: valueStart..<bytes.count)
     }
 
     /// The head's field lines, copied whole in one append (two small appends per field cost 1.5% of the simulator's
@@ -112,7 +108,9 @@ struct FieldsBuilder {
         fields.reserveCapacity(16)
     }
 
-    /// Marks a field of the lines given to `init(lines:)`, lowercasing its name in place; returns the name.
+    /// Marks a field already in `bytes` (the lines given to `init(lines:)`, or what `add` appended), lowercasing its
+    /// name in place; returns the name.
+    @discardableResult
     mutating func addField(name: Range<Int>, value: Range<Int>) -> ArraySlice<UInt8> {
         bytes.withUnsafeMutableBufferPointer { b in
             for i in name { b[i] = ASCII.lowercased(b[i]) }
