@@ -18,85 +18,138 @@ public enum CompletionReport {
         public var tasks: Int
     }
 
+    /// A job's tasks in id order, handed to `body` one at a time (the store's `forEachTask`).
+    public typealias TaskRows = (_ body: (TaskRecord) throws -> Void) throws -> Void
+
+    /// Rows per results file of a batch-csv report: about 20 MB, so a report of millions of tasks is uploaded as files
+    /// that each fit in memory (S3 Batch Operations also splits its results into several files).
+    public static let rowsPerFile = 250_000
+
     /// Writes the report under `folder` (created if needed). `keyPrefix` and `bucket` are what the manifest names as
     /// the files' location (the upload destination, or empty for a local report).
     public static func write(job: String, store: TaskQueue, format: Format, failedOnly: Bool, folder: URL,
                              bucket: String = "", keyPrefix: String = "", now: Date = Date()) throws -> Written {
+        try write(job: job, rows: { try store.forEachTask(job: job, failedOnly: failedOnly, $0) }, format: format,
+                  failedOnly: failedOnly, folder: folder, bucket: bucket, keyPrefix: keyPrefix, now: now)
+    }
+
+    /// As above, reading the rows from `rows`. If anything fails (the store, a full disk), the files this call wrote
+    /// are removed before the error is thrown, so no half-written report is left for tooling to pick up; the batch-csv
+    /// `manifest.json`, which names the results, is written last and in one step.
+    public static func write(job: String, rows: TaskRows, format: Format, failedOnly: Bool, folder: URL,
+                             bucket: String = "", keyPrefix: String = "", now: Date = Date(),
+                             rowsPerFile: Int = CompletionReport.rowsPerFile) throws -> Written {
         let base = folder.appendingPathComponent("job-\(job)")
-        try FileManager.default.createDirectory(at: base.appendingPathComponent("results"), withIntermediateDirectories: true)
-        switch format {
-        case .jsonl: return try writeJSONL(job: job, store: store, failedOnly: failedOnly, base: base)
-        case .batchCSV:
-            return try writeBatchCSV(job: job, store: store, failedOnly: failedOnly, base: base, bucket: bucket,
-                                     keyPrefix: keyPrefix, now: now)
+        do {
+            try FileManager.default.createDirectory(at: base.appendingPathComponent("results"), withIntermediateDirectories: true)
+        } catch {
+            throw JobStoreError("cannot create the report folder \(base.appendingPathComponent("results").path): "
+                                + "\((error as NSError).localizedDescription)")
+        }
+        var created: [URL] = []
+        do {
+            switch format {
+            case .jsonl: return try writeJSONL(job: job, rows: rows, base: base, created: &created)
+            case .batchCSV:
+                return try writeBatchCSV(job: job, rows: rows, failedOnly: failedOnly, base: base, bucket: bucket,
+                                         keyPrefix: keyPrefix, now: now, rowsPerFile: max(1, rowsPerFile), created: &created)
+            }
+        } catch {
+            for url in created { try? FileManager.default.removeItem(at: url) }
+            throw error
         }
     }
 
-    private static func writeBatchCSV(job: String, store: TaskQueue, failedOnly: Bool, base: URL, bucket: String,
-                                      keyPrefix: String, now: Date) throws -> Written {
+    private static func writeBatchCSV(job: String, rows: TaskRows, failedOnly: Bool, base: URL, bucket: String,
+                                      keyPrefix: String, now: Date, rowsPerFile: Int, created: inout [URL]) throws -> Written {
         let id = UUID().uuidString.lowercased()
-        let succeededName = "results/\(id)-succeeded.csv"
-        let failedName = "results/\(id)-failed.csv"
-        let succeeded = try FileWriter(base.appendingPathComponent(succeededName))
-        let failed = try FileWriter(base.appendingPathComponent(failedName))
+        /// The files of one TaskExecutionStatus: a new one every `rowsPerFile` rows, none at all without rows (the
+        /// service lists a failed report only "if the job had any failures").
+        final class Results {
+            let status: String
+            var open: ReportFile?
+            var rows = 0
+            var done: [(name: String, md5: String)] = []
+            init(_ status: String) { self.status = status }
+        }
+        let succeeded = Results("succeeded"), failed = Results("failed")
+        func append(_ row: String, to results: Results) throws {
+            if results.open == nil || results.rows == rowsPerFile {
+                try finish(results)
+                let name = "results/\(id)-\(results.status)-\(results.done.count + 1).csv"
+                let url = base.appendingPathComponent(name)
+                created.append(url)
+                results.open = try ReportFile(url, name: name)
+            }
+            try results.open!.write(row)
+            results.rows += 1
+        }
+        func finish(_ results: Results) throws {
+            guard let file = results.open else { return }
+            results.done.append((file.name, try file.close()))
+            results.open = nil
+            results.rows = 0
+        }
         var count = 0
-        try store.forEachTask(job: job, failedOnly: failedOnly) { t in
-            guard t.state.isTerminal else { return }  // a running job's report holds finished tasks only
+        try rows { t in
+            // A running job's report holds finished tasks only.
+            guard t.state.isTerminal, !(failedOnly && t.state == .succeeded) else { return }
             count += 1
-            let fields: [String]
             if t.state == .succeeded {
-                fields = [t.object.bucket, ObjectKey.urlEncoded(t.object.key), t.object.versionId ?? "", "succeeded",
-                          String(t.httpStatus ?? 200), "", "Successful"]
-                succeeded.write(csvRow(fields))
+                try append(csvRow([t.object.bucket, ObjectKey.urlEncoded(t.object.key), t.object.versionId ?? "", "succeeded",
+                                   String(t.httpStatus ?? 200), "", "Successful"]), to: succeeded)
             } else {
                 let outcome = t.outcome?.rawValue ?? "failed"
                 var message = t.errorMessage ?? (t.outcome?.isSkipped == true ? "not called: the inventory showed the call would fail" : "")
                 message += " (outcome \(outcome)" + (t.requestID.map { ", request id \($0)" } ?? "") + ", attempts \(t.attempts))"
-                fields = [t.object.bucket, ObjectKey.urlEncoded(t.object.key), t.object.versionId ?? "", "failed",
-                          t.httpStatus.map(String.init) ?? "", t.errorCode ?? outcome, message]
-                failed.write(csvRow(fields))
+                try append(csvRow([t.object.bucket, ObjectKey.urlEncoded(t.object.key), t.object.versionId ?? "", "failed",
+                                   t.httpStatus.map(String.init) ?? "", t.errorCode ?? outcome, message]), to: failed)
             }
         }
-        try succeeded.close()
-        try failed.close()
+        try finish(succeeded)
+        try finish(failed)
+        let prefix = keyPrefix.isEmpty ? "" : (keyPrefix.hasSuffix("/") ? keyPrefix : keyPrefix + "/")
         var results: [[String: String]] = []
         var files: [String] = []
-        for (status, name, writer) in [("succeeded", succeededName, succeeded), ("failed", failedName, failed)] {
-            if failedOnly && status == "succeeded" {
-                try? FileManager.default.removeItem(at: base.appendingPathComponent(name))
-                continue
+        for r in [succeeded, failed] {
+            for (name, md5) in r.done {
+                results.append(["TaskExecutionStatus": r.status, "Bucket": bucket, "MD5Checksum": md5,
+                                "Key": "\(prefix)job-\(job)/\(name)"])
+                files.append("job-\(job)/\(name)")
             }
-            let prefix = keyPrefix.isEmpty ? "" : (keyPrefix.hasSuffix("/") ? keyPrefix : keyPrefix + "/")
-            results.append(["TaskExecutionStatus": status, "Bucket": bucket, "MD5Checksum": writer.md5Hex,
-                            "Key": "\(prefix)job-\(job)/\(name)"])
-            files.append("job-\(job)/\(name)")
         }
-        let formatter = ISO8601DateFormatter()
         let manifest: [String: Any] = [
-            "Format": "Report_CSV_20180820", "ReportCreationDate": formatter.string(from: now), "Results": results,
+            "Format": "Report_CSV_20180820", "ReportCreationDate": ISO8601DateFormatter().string(from: now), "Results": results,
             "ReportSchema": "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage",
         ]
         let data = try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys])
-        try data.write(to: base.appendingPathComponent("manifest.json"))
+        let manifestURL = base.appendingPathComponent("manifest.json")
+        do {
+            try data.write(to: manifestURL, options: .atomic)
+        } catch {
+            throw JobStoreError("cannot write the report file \(manifestURL.path): \((error as NSError).localizedDescription)")
+        }
         files.insert("job-\(job)/manifest.json", at: 0)
         return Written(files: files, tasks: count)
     }
 
-    private static func writeJSONL(job: String, store: TaskQueue, failedOnly: Bool, base: URL) throws -> Written {
+    private static func writeJSONL(job: String, rows: TaskRows, base: URL, created: inout [URL]) throws -> Written {
         let name = "results/tasks.jsonl"
-        let out = try FileWriter(base.appendingPathComponent(name))
+        let url = base.appendingPathComponent(name)
+        created.append(url)
+        let out = try ReportFile(url, name: name)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var count = 0
-        try store.forEachTask(job: job, failedOnly: failedOnly) { t in
+        try rows { t in
             count += 1
             let line = JSONLine(bucket: t.object.bucket, key: t.object.key, version_id: t.object.versionId, state: t.state.rawValue,
                                 outcome: t.outcome?.rawValue, attempts: t.attempts, http_status: t.httpStatus, error_code: t.errorCode,
                                 error_message: t.errorMessage, request_id: t.requestID, created_at: iso(t.createdAt),
                                 started_at: t.startedAt.map(iso), finished_at: t.finishedAt.map(iso))
-            out.write(String(decoding: try encoder.encode(line), as: UTF8.self) + "\n")
+            try out.write(String(decoding: try encoder.encode(line), as: UTF8.self) + "\n")
         }
-        try out.close()
+        _ = try out.close()
         return Written(files: ["job-\(job)/\(name)"], tasks: count)
     }
 
@@ -116,38 +169,67 @@ public enum CompletionReport {
     }
 }
 
-/// Buffered file output with a running MD5 (the report manifest lists each file's MD5).
-final class FileWriter {
-    private let handle: FileHandle
+/// One report file being written: buffered, with a running MD5 (the batch-csv manifest lists each file's), and errors
+/// that name the file and the system's reason. Plain `open`/`write`: Foundation's `FileHandle.write(_:)` traps on an
+/// I/O error, so a full disk would have crashed the command instead of reporting it.
+final class ReportFile {
+    let url: URL
+    /// The path relative to the job's report folder.
+    let name: String
+    private var fd: Int32
     private var buffer: [UInt8] = []
-    private let md5: OpaquePointer?
-    private(set) var md5Hex = ""
+    private var md5: OpaquePointer?
 
-    init(_ url: URL) throws {
-        guard FileManager.default.createFile(atPath: url.path, contents: nil), let h = FileHandle(forWritingAtPath: url.path) else {
-            throw JobStoreError("cannot write the report file \(url.path)")
-        }
-        handle = h
-        md5 = reencryptd_md5_begin()
+    init(_ url: URL, name: String) throws {
+        self.url = url
+        self.name = name
+        guard let md5 = reencryptd_md5_begin() else { throw JobStoreError("cannot start an MD5 digest (OpenSSL)") }
+        self.md5 = md5
+        fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw Self.failure("create", url, errno) }
     }
 
-    func write(_ s: String) {
+    deinit {
+        if fd >= 0 { _ = Glibc.close(fd) }
+        if let md5 { reencryptd_digest_free(md5) }
+    }
+
+    func write(_ s: String) throws {
         buffer += s.utf8
-        if buffer.count > 1 << 20 { flush() }
+        if buffer.count > 1 << 20 { try flush() }
     }
 
-    private func flush() {
+    private func flush() throws {
         guard !buffer.isEmpty else { return }
-        buffer.withUnsafeBytes { _ = reencryptd_digest_update(md5, $0.baseAddress, $0.count) }
-        handle.write(Data(buffer))
+        try buffer.withUnsafeBytes { bytes in
+            _ = reencryptd_digest_update(md5, bytes.baseAddress, bytes.count)
+            var done = 0
+            while done < bytes.count {
+                let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw Self.failure("write", url, errno)
+                }
+                done += n
+            }
+        }
         buffer.removeAll(keepingCapacity: true)
     }
 
-    func close() throws {
-        flush()
+    /// Writes what is buffered, closes the file and returns its MD5 in hex.
+    func close() throws -> String {
+        try flush()
+        let rc = Glibc.close(fd)
+        fd = -1
+        // close reports a write the file system deferred (NFS, quotas): the file may be short.
+        guard rc == 0 else { throw Self.failure("write", url, errno) }
         var out = [UInt8](repeating: 0, count: 16)
-        _ = reencryptd_digest_final(md5, &out)
-        md5Hex = HexDigit.encode(out)
-        try handle.close()
+        _ = reencryptd_digest_final(md5, &out)  // frees the digest
+        md5 = nil
+        return HexDigit.encode(out)
+    }
+
+    private static func failure(_ what: String, _ url: URL, _ code: Int32) -> JobStoreError {
+        JobStoreError("cannot \(what) the report file \(url.path): \(String(cString: strerror(code)))")
     }
 }

@@ -1,6 +1,6 @@
 import Domain
 import Foundation
-import JobStore
+@testable import JobStore
 import S3
 import S3Sim
 import XCTest
@@ -62,6 +62,76 @@ final class CompletionReportTests: XCTestCase {
                 XCTAssertEqual(o["error_code"] as? String, "AccessDenied")
                 XCTAssertEqual(o["http_status"] as? Int, 403)
             }
+        }
+    }
+
+    private func record(_ i: Int, _ state: TaskState) -> TaskRecord {
+        TaskRecord(object: ObjectRef(bucket: "b", key: "k \(i)", versionId: nil), state: state,
+                   outcome: state == .succeeded ? .succeeded : .objectLock, attempts: 1, httpStatus: state == .succeeded ? 200 : 403,
+                   errorCode: state == .succeeded ? nil : "AccessDenied", errorMessage: nil, requestID: "R\(i)",
+                   createdAt: 0, startedAt: 1, finishedAt: 2)
+    }
+
+    private func resultFiles(_ out: URL) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("job-j/results").path).sorted()
+    }
+
+    /// Results are split every `rowsPerFile` rows, each file listed with its own MD5, and a status without rows gets
+    /// no file: the service lists a failed report only if the job had failures.
+    func testBatchCSVSplitsLargeResultsAndListsOnlyFilesWithRows() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("report-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let tasks = (1...7).map { record($0, .succeeded) }
+        let written = try CompletionReport.write(job: "j", rows: { body in try tasks.forEach(body) }, format: .batchCSV,
+                                                 failedOnly: false, folder: out, rowsPerFile: 3)
+        XCTAssertEqual(written.tasks, 7)
+        let manifest = try XCTUnwrap(JSONSerialization.jsonObject(
+            with: Data(contentsOf: out.appendingPathComponent("job-j/manifest.json"))) as? [String: Any])
+        let results = try XCTUnwrap(manifest["Results"] as? [[String: String]])
+        XCTAssertEqual(results.map { $0["TaskExecutionStatus"] }, ["succeeded", "succeeded", "succeeded"])
+        XCTAssertEqual(try resultFiles(out), results.map { String($0["Key"]!.split(separator: "/").last!) }.sorted())
+        var keys: [String] = []
+        for r in results {
+            let data = try Data(contentsOf: out.appendingPathComponent(r["Key"]!))
+            XCTAssertEqual(r["MD5Checksum"], Crypto.hex(Crypto.md5(data)))
+            keys += String(decoding: data, as: UTF8.self).split(separator: "\n").map { String($0.split(separator: ",")[1]) }
+        }
+        XCTAssertEqual(keys, tasks.map { ObjectKey.urlEncoded($0.object.key) })
+        XCTAssertEqual(written.files.count, 4)
+
+        let failedOnly = try CompletionReport.write(job: "j", rows: { body in try tasks.forEach(body) }, format: .batchCSV,
+                                                    failedOnly: true, folder: out.appendingPathComponent("f"))
+        XCTAssertEqual(failedOnly.tasks, 0)
+        XCTAssertEqual(failedOnly.files, ["job-j/manifest.json"])
+        let emptyManifest = try XCTUnwrap(JSONSerialization.jsonObject(
+            with: Data(contentsOf: out.appendingPathComponent("f/job-j/manifest.json"))) as? [String: Any])
+        XCTAssertEqual((emptyManifest["Results"] as? [Any])?.count, 0)
+    }
+
+    /// A failure part-way (here the store) leaves no results file and no manifest behind, and the error reaches the
+    /// caller as it was.
+    func testAFailedReportLeavesNothingHalfWritten() throws {
+        struct StoreBroke: Error {}
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("report-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let rows: CompletionReport.TaskRows = { body in
+            for i in 1...5 { try body(self.record(i, i % 2 == 0 ? .failed : .succeeded)) }
+            throw StoreBroke()
+        }
+        for format in CompletionReport.Format.allCases {
+            XCTAssertThrowsError(try CompletionReport.write(job: "j", rows: rows, format: format, failedOnly: false, folder: out,
+                                                            rowsPerFile: 2)) { XCTAssertTrue($0 is StoreBroke, "\(format): \($0)") }
+            XCTAssertEqual(try resultFiles(out), [], "\(format)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("job-j/manifest.json").path))
+        }
+    }
+
+    /// A full disk is an error naming the file and the reason (Foundation's FileHandle.write traps instead).
+    func testAFullDiskIsAnErrorNamingTheFile() throws {
+        let file = try ReportFile(URL(fileURLWithPath: "/dev/full"), name: "full")
+        XCTAssertThrowsError(try { for _ in 0..<3 { try file.write(String(repeating: "x", count: 1 << 19)) }; _ = try file.close() }()) {
+            let text = "\($0)"
+            XCTAssertTrue(text.contains("/dev/full") && text.contains("No space left on device"), text)
         }
     }
 }
