@@ -448,9 +448,17 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    /// Tasks a bucket may have queued here; buckets at it are skipped by claims. Large enough that one bucket alone
-    /// keeps every slot busy between claims.
-    private var perBucketQueue: Int { max(configuration.concurrency * 2, 256) }
+    /// A claim is asked for once fewer tasks than this are queued in buckets that can take more: four rounds of slots.
+    /// A claim waits behind the store's other work (a batch of outcomes, a checkpoint): in (a), where 256 in flight
+    /// finish about 21,000 tasks a second, it arrived 5 ms after it was asked for at the median and 11–18 ms at the
+    /// 90th–99th percentile. Refilling below one round (12 ms of work there) let the queue run dry, with slots idle, in
+    /// 7–10% of samples; below four rounds (50 ms) in 0.2–0.3% (the run's last moments), and (a) ran 5.6% faster (four
+    /// interleaved pairs at 1,000,000 tasks, faster in each). Bigger claims also cost the store less per task.
+    private var refillBelow: Int { configuration.concurrency * 4 }
+
+    /// Tasks a bucket may have queued here; buckets at it are skipped by claims. Twice the refill mark, so one bucket
+    /// alone keeps every slot busy between claims.
+    private var perBucketQueue: Int { max(refillBelow * 2, 256) }
 
     /// Queued tasks in buckets that can take more: a bucket held back by its rate limit fills up to
     /// `perBucketQueue` and then stops counting, so claims go on for the others.
@@ -466,7 +474,7 @@ public final class Engine: @unchecked Sendable {
     private func needsWork(now: Double) -> Bool {
         // The total stays bounded even with many throttled buckets.
         guard queuedCount < 16 * perBucketQueue else { return false }
-        if openQueued < configuration.concurrency { return true }
+        if openQueued < refillBelow { return true }
         // A bucket running dry while another (rate-limited) bucket holds the queue: claim for it, at most every 50 ms.
         return now - lastClaim >= 0.05 && bucketsWithWork.contains { (lanes[$0]?.ready.count ?? 0) < Self.lowWater }
     }
@@ -474,8 +482,8 @@ public final class Engine: @unchecked Sendable {
     private func claimMore(now: Double) {
         claiming = true
         lastClaim = now
-        // At least a full round of slots, shared by the buckets with room.
-        let want = max(configuration.concurrency, perBucketQueue - openQueued)
+        // At least up to the refill mark again, shared by the buckets with room.
+        let want = max(refillBelow, perBucketQueue - openQueued)
         let perBucket = perBucketQueue
         let queued = Dictionary(rotation.map { ($0.name, $0.ready.count) }, uniquingKeysWith: { a, _ in a })
         let owner = configuration.owner
