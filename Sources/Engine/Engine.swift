@@ -452,8 +452,9 @@ public final class Engine: @unchecked Sendable {
     /// A claim waits behind the store's other work (a batch of outcomes, a checkpoint): in (a), where 256 in flight
     /// finish about 21,000 tasks a second, it arrived 5 ms after it was asked for at the median and 11–18 ms at the
     /// 90th–99th percentile. Refilling below one round (12 ms of work there) let the queue run dry, with slots idle, in
-    /// 7–10% of samples; below four rounds (50 ms) in 0.2–0.3% (the run's last moments), and (a) ran 5.6% faster (four
-    /// interleaved pairs at 1,000,000 tasks, faster in each). Bigger claims also cost the store less per task.
+    /// 7–10% of samples; below four rounds (50 ms) in 0.2–0.3% (the run's last moments), and (a) ran 3.3% faster on
+    /// average in ten interleaved pairs at 1,000,000 tasks, faster in eight. Bigger claims also write fewer pages per
+    /// task. (bench/HISTORY.md, ninth session.)
     private var refillBelow: Int { configuration.concurrency * 4 }
 
     /// Tasks a bucket may have queued here; buckets at it are skipped by claims. Twice the refill mark, so one bucket
