@@ -21,8 +21,9 @@ public enum CompletionReport {
     /// A job's tasks in id order, handed to `body` one at a time (the store's `forEachTask`).
     public typealias TaskRows = (_ body: (TaskRecord) throws -> Void) throws -> Void
 
-    /// Rows per results file of a batch-csv report: about 20 MB, so a report of millions of tasks is uploaded as files
-    /// that each fit in memory (S3 Batch Operations also splits its results into several files).
+    /// Rows per results file: about 20 MB of batch-csv or 50 MB of JSON lines, so a report of millions of tasks is
+    /// uploaded as files that each fit in memory and stay far below PutObject's 5 GB limit (S3 Batch Operations also
+    /// splits its results into several files).
     public static let rowsPerFile = 250_000
 
     /// Writes the report under `folder` (created if needed). `keyPrefix` and `bucket` are what the manifest names as
@@ -49,7 +50,8 @@ public enum CompletionReport {
         var created: [URL] = []
         do {
             switch format {
-            case .jsonl: return try writeJSONL(job: job, rows: rows, base: base, created: &created)
+            case .jsonl:
+                return try writeJSONL(job: job, rows: rows, base: base, rowsPerFile: max(1, rowsPerFile), created: &created)
             case .batchCSV:
                 return try writeBatchCSV(job: job, rows: rows, failedOnly: failedOnly, base: base, bucket: bucket,
                                          keyPrefix: keyPrefix, now: now, rowsPerFile: max(1, rowsPerFile), created: &created)
@@ -63,57 +65,33 @@ public enum CompletionReport {
     private static func writeBatchCSV(job: String, rows: TaskRows, failedOnly: Bool, base: URL, bucket: String,
                                       keyPrefix: String, now: Date, rowsPerFile: Int, created: inout [URL]) throws -> Written {
         let id = UUID().uuidString.lowercased()
-        /// The files of one TaskExecutionStatus: a new one every `rowsPerFile` rows, none at all without rows (the
-        /// service lists a failed report only "if the job had any failures").
-        final class Results {
-            let status: String
-            var open: ReportFile?
-            var rows = 0
-            var done: [(name: String, md5: String)] = []
-            init(_ status: String) { self.status = status }
-        }
-        let succeeded = Results("succeeded"), failed = Results("failed")
-        func append(_ row: String, to results: Results) throws {
-            if results.open == nil || results.rows == rowsPerFile {
-                try finish(results)
-                let name = "results/\(id)-\(results.status)-\(results.done.count + 1).csv"
-                let url = base.appendingPathComponent(name)
-                created.append(url)
-                results.open = try ReportFile(url, name: name)
-            }
-            try results.open!.write(row)
-            results.rows += 1
-        }
-        func finish(_ results: Results) throws {
-            guard let file = results.open else { return }
-            results.done.append((file.name, try file.close()))
-            results.open = nil
-            results.rows = 0
-        }
+        // The service lists a failed report only "if the job had any failures": a series without rows has no file.
+        let succeeded = FileSeries(base: base, stem: "results/\(id)-succeeded", ext: "csv", rowsPerFile: rowsPerFile)
+        let failed = FileSeries(base: base, stem: "results/\(id)-failed", ext: "csv", rowsPerFile: rowsPerFile)
         var count = 0
         try rows { t in
             // A running job's report holds finished tasks only.
             guard t.state.isTerminal, !(failedOnly && t.state == .succeeded) else { return }
             count += 1
             if t.state == .succeeded {
-                try append(csvRow([t.object.bucket, ObjectKey.urlEncoded(t.object.key), t.object.versionId ?? "", "succeeded",
-                                   String(t.httpStatus ?? 200), "", "Successful"]), to: succeeded)
+                try succeeded.append(csvRow([t.object.bucket, ObjectKey.urlEncoded(t.object.key), t.object.versionId ?? "",
+                                             "succeeded", String(t.httpStatus ?? 200), "", "Successful"]), created: &created)
             } else {
                 let outcome = t.outcome?.rawValue ?? "failed"
                 var message = t.errorMessage ?? (t.outcome?.isSkipped == true ? "not called: the inventory showed the call would fail" : "")
                 message += " (outcome \(outcome)" + (t.requestID.map { ", request id \($0)" } ?? "") + ", attempts \(t.attempts))"
-                try append(csvRow([t.object.bucket, ObjectKey.urlEncoded(t.object.key), t.object.versionId ?? "", "failed",
-                                   t.httpStatus.map(String.init) ?? "", t.errorCode ?? outcome, message]), to: failed)
+                try failed.append(csvRow([t.object.bucket, ObjectKey.urlEncoded(t.object.key), t.object.versionId ?? "", "failed",
+                                          t.httpStatus.map(String.init) ?? "", t.errorCode ?? outcome, message]), created: &created)
             }
         }
-        try finish(succeeded)
-        try finish(failed)
+        try succeeded.finish()
+        try failed.finish()
         let prefix = keyPrefix.isEmpty ? "" : (keyPrefix.hasSuffix("/") ? keyPrefix : keyPrefix + "/")
         var results: [[String: String]] = []
         var files: [String] = []
-        for r in [succeeded, failed] {
-            for (name, md5) in r.done {
-                results.append(["TaskExecutionStatus": r.status, "Bucket": bucket, "MD5Checksum": md5,
+        for (status, series) in [("succeeded", succeeded), ("failed", failed)] {
+            for (name, md5) in series.done {
+                results.append(["TaskExecutionStatus": status, "Bucket": bucket, "MD5Checksum": md5,
                                 "Key": "\(prefix)job-\(job)/\(name)"])
                 files.append("job-\(job)/\(name)")
             }
@@ -133,11 +111,9 @@ public enum CompletionReport {
         return Written(files: files, tasks: count)
     }
 
-    private static func writeJSONL(job: String, rows: TaskRows, base: URL, created: inout [URL]) throws -> Written {
-        let name = "results/tasks.jsonl"
-        let url = base.appendingPathComponent(name)
-        created.append(url)
-        let out = try ReportFile(url, name: name)
+    private static func writeJSONL(job: String, rows: TaskRows, base: URL, rowsPerFile: Int,
+                                   created: inout [URL]) throws -> Written {
+        let series = FileSeries(base: base, stem: "results/tasks", ext: "jsonl", rowsPerFile: rowsPerFile)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var count = 0
@@ -147,10 +123,10 @@ public enum CompletionReport {
                                 outcome: t.outcome?.rawValue, attempts: t.attempts, http_status: t.httpStatus, error_code: t.errorCode,
                                 error_message: t.errorMessage, request_id: t.requestID, created_at: iso(t.createdAt),
                                 started_at: t.startedAt.map(iso), finished_at: t.finishedAt.map(iso))
-            try out.write(String(decoding: try encoder.encode(line), as: UTF8.self) + "\n")
+            try series.append(String(decoding: try encoder.encode(line), as: UTF8.self) + "\n", created: &created)
         }
-        _ = try out.close()
-        return Written(files: ["job-\(job)/\(name)"], tasks: count)
+        try series.finish()
+        return Written(files: series.done.map { "job-\(job)/\($0.name)" }, tasks: count)
     }
 
     struct JSONLine: Encodable {
@@ -166,6 +142,46 @@ public enum CompletionReport {
             f.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" })
                 ? "\"" + f.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : f
         }.joined(separator: ",") + "\n"
+    }
+}
+
+/// Report files of one kind (`STEM-1.EXT`, `STEM-2.EXT`, …): a new one every `rowsPerFile` rows, none without rows.
+final class FileSeries {
+    private let base: URL
+    private let stem: String
+    private let ext: String
+    private let rowsPerFile: Int
+    private var open: ReportFile?
+    private var rows = 0
+    /// The finished files: their paths relative to the job's report folder, and their MD5s.
+    private(set) var done: [(name: String, md5: String)] = []
+
+    init(base: URL, stem: String, ext: String, rowsPerFile: Int) {
+        self.base = base
+        self.stem = stem
+        self.ext = ext
+        self.rowsPerFile = rowsPerFile
+    }
+
+    /// Appends one row (with its line end), starting a file when needed; each file started is added to `created`.
+    func append(_ row: String, created: inout [URL]) throws {
+        if open == nil || rows == rowsPerFile {
+            try finish()
+            let name = "\(stem)-\(done.count + 1).\(ext)"
+            let url = base.appendingPathComponent(name)
+            created.append(url)
+            open = try ReportFile(url, name: name)
+        }
+        try open!.write(row)
+        rows += 1
+    }
+
+    /// Closes the open file, if any.
+    func finish() throws {
+        guard let file = open else { return }
+        done.append((file.name, try file.close()))
+        open = nil
+        rows = 0
     }
 }
 

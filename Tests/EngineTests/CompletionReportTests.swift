@@ -49,8 +49,9 @@ final class CompletionReportTests: XCTestCase {
         let h = try EngineHarness(objects: 100) { $0.broken = 0; $0.governance = 0.2 }
         XCTAssertEqual(h.run(), .idle)
         let out = h.dir.appendingPathComponent("jsonl")
-        _ = try CompletionReport.write(job: "job", store: h.store, format: .jsonl, failedOnly: false, folder: out)
-        let lines = try String(contentsOf: out.appendingPathComponent("job-job/results/tasks.jsonl"), encoding: .utf8)
+        let written = try CompletionReport.write(job: "job", store: h.store, format: .jsonl, failedOnly: false, folder: out)
+        XCTAssertEqual(written.files, ["job-job/results/tasks-1.jsonl"])
+        let lines = try String(contentsOf: out.appendingPathComponent(written.files[0]), encoding: .utf8)
             .split(separator: "\n")
         XCTAssertEqual(lines.count, 100)
         for line in lines {
@@ -78,7 +79,7 @@ final class CompletionReportTests: XCTestCase {
 
     /// Results are split every `rowsPerFile` rows, each file listed with its own MD5, and a status without rows gets
     /// no file: the service lists a failed report only if the job had failures.
-    func testBatchCSVSplitsLargeResultsAndListsOnlyFilesWithRows() throws {
+    func testReportsSplitLargeResultsAndListOnlyFilesWithRows() throws {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("report-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: out) }
         let tasks = (1...7).map { record($0, .succeeded) }
@@ -98,6 +99,18 @@ final class CompletionReportTests: XCTestCase {
         }
         XCTAssertEqual(keys, tasks.map { ObjectKey.urlEncoded($0.object.key) })
         XCTAssertEqual(written.files.count, 4)
+
+        // JSON lines split the same way, in order.
+        let jsonl = try CompletionReport.write(job: "j", rows: { body in try tasks.forEach(body) }, format: .jsonl,
+                                               failedOnly: false, folder: out.appendingPathComponent("l"), rowsPerFile: 3)
+        XCTAssertEqual(jsonl.files, (1...3).map { "job-j/results/tasks-\($0).jsonl" })
+        let jsonKeys = try jsonl.files.flatMap { file in
+            try String(contentsOf: out.appendingPathComponent("l").appendingPathComponent(file), encoding: .utf8)
+                .split(separator: "\n").map { line in
+                    try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])["key"] as? String
+                }
+        }
+        XCTAssertEqual(jsonKeys, tasks.map { $0.object.key })
 
         let failedOnly = try CompletionReport.write(job: "j", rows: { body in try tasks.forEach(body) }, format: .batchCSV,
                                                     failedOnly: true, folder: out.appendingPathComponent("f"))
