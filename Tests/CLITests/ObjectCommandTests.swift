@@ -6,7 +6,7 @@ import S3
 import S3Sim
 import XCTest
 
-/// `inspect`, `update` and `submit s3://…` end to end against the simulator on a random loopback port.
+/// `inspect`, `update`, `submit s3://…` and `report --output s3://…` end to end against the simulator on a random loopback port.
 final class ObjectCommandTests: XCTestCase {
     var simulator: S3Simulator!
     var dir: URL!
@@ -115,5 +115,40 @@ final class ObjectCommandTests: XCTestCase {
         rc = await reencryptd("submit", "--db", db, "--job", "missing", "--kms-key-arn", population.targetKeyARN, "s3://bucket-a/nope.csv")
         XCTAssertEqual(rc, 2)
         XCTAssertNil(try store.job(named: "missing"))
+    }
+
+    /// `report --output s3://…` uploads the files the manifest names, each matching the MD5 the manifest gives it.
+    func testReportIsUploadedToS3AsItsManifestDescribes() async throws {
+        var spec = PopulationSpec()
+        spec.objects = 120
+        spec.bucketPrefix = "rep"
+        var population = Population(spec: spec)
+        population.generate(into: simulator.state)
+        let csv = dir.appendingPathComponent("m.csv").path
+        try population.writeBatchCSV(to: csv)
+        let db = dir.appendingPathComponent("r.sqlite3").path
+        var rc = await reencryptd("submit", "--db", db, "--job", "j", "--kms-key-arn", population.targetKeyARN, csv)
+        XCTAssertEqual(rc, 0)
+        rc = await reencryptd("run", "--db", db, "--until-idle")
+        XCTAssertEqual(rc, 0)
+        rc = await reencryptd("report", "--db", db, "--job", "j", "--output", "s3://bucket-a/reports/night1")
+        XCTAssertEqual(rc, 0)
+
+        let client = try S3Wiring.client(try GlobalOptions.parse([]).loadConfiguration())
+        defer { client.shutdown() }
+        let manifestBytes = try await client.getObject(bucket: "bucket-a", key: "reports/night1/job-j/manifest.json")
+        let manifest = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(manifestBytes)) as? [String: Any])
+        let results = try XCTUnwrap(manifest["Results"] as? [[String: String]])
+        XCTAssertEqual(Set(results.compactMap { $0["TaskExecutionStatus"] }), ["succeeded", "failed"])
+        var rows = 0
+        for r in results {
+            XCTAssertEqual(r["Bucket"], "bucket-a")
+            let body = try await client.getObject(bucket: "bucket-a", key: try XCTUnwrap(r["Key"]))
+            XCTAssertEqual(r["MD5Checksum"], Crypto.hex(Crypto.md5(body)), r["Key"]!)
+            rows += body.split(separator: UInt8(ascii: "\n")).count
+        }
+        XCTAssertEqual(rows, 120)
+        let listed = try await client.listObjectsV2(bucket: "bucket-a", prefix: "reports/night1/")
+        XCTAssertEqual(listed.count, results.count + 1, "the manifest and the files it names, nothing else")
     }
 }
