@@ -33,6 +33,18 @@ final class ObjectCommandTests: XCTestCase {
 
     func reencryptd(_ args: String...) async -> Int32 { await Reencryptd.main(arguments: args) }
 
+    /// A generated population in the simulator, and its Batch Operations CSV manifest in `dir`.
+    func populate(objects: Int, bucketPrefix: String) throws -> (Population, csv: String) {
+        var spec = PopulationSpec()
+        spec.objects = objects
+        spec.bucketPrefix = bucketPrefix
+        var population = Population(spec: spec)
+        population.generate(into: simulator.state)
+        let csv = dir.appendingPathComponent("m.csv").path
+        try population.writeBatchCSV(to: csv)
+        return (population, csv)
+    }
+
     func testUpdateChangesTheObjectAndExitsZeroOnlyOnSuccess() async throws {
         let v = simulator.state.putObject(bucket: "bucket-a", key: "a b.txt", encryption: .sseS3)
         simulator.state.putObject(bucket: "bucket-a", key: "held", encryption: .sseS3, lock: SimLock(legalHold: true))
@@ -67,13 +79,7 @@ final class ObjectCommandTests: XCTestCase {
     }
 
     func testSubmitReadsCSVAndInventoryManifestsFromS3() async throws {
-        var spec = PopulationSpec()
-        spec.objects = 300
-        spec.bucketPrefix = "pop"
-        var population = Population(spec: spec)
-        population.generate(into: simulator.state)
-        let csv = dir.appendingPathComponent("m.csv").path
-        try population.writeBatchCSV(to: csv)
+        let (population, csv) = try populate(objects: 300, bucketPrefix: "pop")
         let inventoryRoot = dir.appendingPathComponent("inv").path
         let manifestJSON = try population.writeInventory(root: inventoryRoot)
         // Upload both to the simulator, keeping the inventory layout (its manifest.json names data keys).
@@ -119,13 +125,7 @@ final class ObjectCommandTests: XCTestCase {
 
     /// `report --output s3://…` uploads the files the manifest names, each matching the MD5 the manifest gives it.
     func testReportIsUploadedToS3AsItsManifestDescribes() async throws {
-        var spec = PopulationSpec()
-        spec.objects = 120
-        spec.bucketPrefix = "rep"
-        var population = Population(spec: spec)
-        population.generate(into: simulator.state)
-        let csv = dir.appendingPathComponent("m.csv").path
-        try population.writeBatchCSV(to: csv)
+        let (population, csv) = try populate(objects: 120, bucketPrefix: "rep")
         let db = dir.appendingPathComponent("r.sqlite3").path
         var rc = await reencryptd("submit", "--db", db, "--job", "j", "--kms-key-arn", population.targetKeyARN, csv)
         XCTAssertEqual(rc, 0)
