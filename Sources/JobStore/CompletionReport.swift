@@ -30,14 +30,15 @@ public enum CompletionReport {
     /// the files' location (the upload destination, or empty for a local report).
     public static func write(job: String, store: TaskQueue, format: Format, failedOnly: Bool, folder: URL,
                              bucket: String = "", keyPrefix: String = "", now: Date = Date()) throws -> Written {
+        // The store chooses the rows (failed only, or all): the one place the scope is applied.
         try write(job: job, rows: { try store.forEachTask(job: job, failedOnly: failedOnly, $0) }, format: format,
-                  failedOnly: failedOnly, folder: folder, bucket: bucket, keyPrefix: keyPrefix, now: now)
+                  folder: folder, bucket: bucket, keyPrefix: keyPrefix, now: now)
     }
 
-    /// As above, reading the rows from `rows`. If anything fails (the store, a full disk), the files this call wrote
+    /// As above, reporting exactly the tasks `rows` hands over. If anything fails (the store, a full disk), the files this call wrote
     /// are removed before the error is thrown, so no half-written report is left for tooling to pick up; the batch-csv
     /// `manifest.json`, which names the results, is written last and in one step.
-    public static func write(job: String, rows: TaskRows, format: Format, failedOnly: Bool, folder: URL,
+    public static func write(job: String, rows: TaskRows, format: Format, folder: URL,
                              bucket: String = "", keyPrefix: String = "", now: Date = Date(),
                              rowsPerFile: Int = CompletionReport.rowsPerFile) throws -> Written {
         let base = folder.appendingPathComponent("job-\(job)")
@@ -47,14 +48,15 @@ public enum CompletionReport {
             throw JobStoreError("cannot create the report folder \(base.appendingPathComponent("results").path): "
                                 + "\((error as NSError).localizedDescription)")
         }
+        let perFile = max(1, rowsPerFile)
         var created: [URL] = []
         do {
             switch format {
             case .jsonl:
-                return try writeJSONL(job: job, rows: rows, base: base, rowsPerFile: max(1, rowsPerFile), created: &created)
+                return try writeJSONL(job: job, rows: rows, base: base, rowsPerFile: perFile, created: &created)
             case .batchCSV:
-                return try writeBatchCSV(job: job, rows: rows, failedOnly: failedOnly, base: base, bucket: bucket,
-                                         keyPrefix: keyPrefix, now: now, rowsPerFile: max(1, rowsPerFile), created: &created)
+                return try writeBatchCSV(job: job, rows: rows, base: base, bucket: bucket, keyPrefix: keyPrefix, now: now,
+                                         rowsPerFile: perFile, created: &created)
             }
         } catch {
             for url in created { try? FileManager.default.removeItem(at: url) }
@@ -62,7 +64,7 @@ public enum CompletionReport {
         }
     }
 
-    private static func writeBatchCSV(job: String, rows: TaskRows, failedOnly: Bool, base: URL, bucket: String,
+    private static func writeBatchCSV(job: String, rows: TaskRows, base: URL, bucket: String,
                                       keyPrefix: String, now: Date, rowsPerFile: Int, created: inout [URL]) throws -> Written {
         let id = UUID().uuidString.lowercased()
         // The service lists a failed report only "if the job had any failures": a series without rows has no file.
@@ -70,8 +72,7 @@ public enum CompletionReport {
         let failed = FileSeries(base: base, stem: "results/\(id)-failed", ext: "csv", rowsPerFile: rowsPerFile)
         var count = 0
         try rows { t in
-            // A running job's report holds finished tasks only.
-            guard t.state.isTerminal, !(failedOnly && t.state == .succeeded) else { return }
+            guard t.state.isTerminal else { return }  // a running job's report holds finished tasks only
             count += 1
             if t.state == .succeeded {
                 try succeeded.append(csvRow([t.object.bucket, ObjectKey.urlEncoded(t.object.key), t.object.versionId ?? "",
@@ -116,6 +117,9 @@ public enum CompletionReport {
         let series = FileSeries(base: base, stem: "results/tasks", ext: "jsonl", rowsPerFile: rowsPerFile)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // One formatter for the report: a new one per time field was three per line.
+        let formatter = ISO8601DateFormatter()
+        func iso(_ t: Double) -> String { formatter.string(from: Date(timeIntervalSince1970: t)) }
         var count = 0
         try rows { t in
             count += 1
@@ -134,8 +138,6 @@ public enum CompletionReport {
         let http_status: Int?, error_code: String?, error_message: String?, request_id: String?
         let created_at: String, started_at: String?, finished_at: String?
     }
-
-    static func iso(_ t: Double) -> String { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: t)) }
 
     static func csvRow(_ fields: [String]) -> String {
         fields.map { f in

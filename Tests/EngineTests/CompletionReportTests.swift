@@ -43,6 +43,8 @@ final class CompletionReportTests: XCTestCase {
         let failedOnly = try CompletionReport.write(job: "job", store: h.store, format: .batchCSV, failedOnly: true,
                                                     folder: h.dir.appendingPathComponent("failed"))
         XCTAssertEqual(failedOnly.tasks, 400 - expectedSucceeded.count)
+        XCTAssertFalse(failedOnly.files.contains { $0.contains("succeeded") }, "\(failedOnly.files)")
+        XCTAssertTrue(failedOnly.files.contains { $0.contains("-failed-") }, "\(failedOnly.files)")
     }
 
     func testJSONLinesCarryEveryRecordedField() throws {
@@ -84,7 +86,7 @@ final class CompletionReportTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: out) }
         let tasks = (1...7).map { record($0, .succeeded) }
         let written = try CompletionReport.write(job: "j", rows: { body in try tasks.forEach(body) }, format: .batchCSV,
-                                                 failedOnly: false, folder: out, rowsPerFile: 3)
+                                                 folder: out, rowsPerFile: 3)
         XCTAssertEqual(written.tasks, 7)
         let manifest = try XCTUnwrap(JSONSerialization.jsonObject(
             with: Data(contentsOf: out.appendingPathComponent("job-j/manifest.json"))) as? [String: Any])
@@ -102,7 +104,7 @@ final class CompletionReportTests: XCTestCase {
 
         // JSON lines split the same way, in order.
         let jsonl = try CompletionReport.write(job: "j", rows: { body in try tasks.forEach(body) }, format: .jsonl,
-                                               failedOnly: false, folder: out.appendingPathComponent("l"), rowsPerFile: 3)
+                                               folder: out.appendingPathComponent("l"), rowsPerFile: 3)
         XCTAssertEqual(jsonl.files, (1...3).map { "job-j/results/tasks-\($0).jsonl" })
         let jsonKeys = try jsonl.files.flatMap { file in
             try String(contentsOf: out.appendingPathComponent("l").appendingPathComponent(file), encoding: .utf8)
@@ -112,8 +114,9 @@ final class CompletionReportTests: XCTestCase {
         }
         XCTAssertEqual(jsonKeys, tasks.map { $0.object.key })
 
-        let failedOnly = try CompletionReport.write(job: "j", rows: { body in try tasks.forEach(body) }, format: .batchCSV,
-                                                    failedOnly: true, folder: out.appendingPathComponent("f"))
+        // The failed-only scope of a job without failures (the store hands over no rows): a manifest listing nothing.
+        let failedOnly = try CompletionReport.write(job: "j", rows: { _ in }, format: .batchCSV,
+                                                    folder: out.appendingPathComponent("f"))
         XCTAssertEqual(failedOnly.tasks, 0)
         XCTAssertEqual(failedOnly.files, ["job-j/manifest.json"])
         let emptyManifest = try XCTUnwrap(JSONSerialization.jsonObject(
@@ -132,7 +135,7 @@ final class CompletionReportTests: XCTestCase {
             throw StoreBroke()
         }
         for format in CompletionReport.Format.allCases {
-            XCTAssertThrowsError(try CompletionReport.write(job: "j", rows: rows, format: format, failedOnly: false, folder: out,
+            XCTAssertThrowsError(try CompletionReport.write(job: "j", rows: rows, format: format, folder: out,
                                                             rowsPerFile: 2)) { XCTAssertTrue($0 is StoreBroke, "\(format): \($0)") }
             XCTAssertEqual(try resultFiles(out), [], "\(format)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("job-j/manifest.json").path))
