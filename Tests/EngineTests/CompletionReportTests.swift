@@ -13,8 +13,7 @@ final class CompletionReportTests: XCTestCase {
         let written = try CompletionReport.write(job: "job", store: h.store, format: .batchCSV, failedOnly: false, folder: out,
                                                  bucket: "reports-bucket", keyPrefix: "done")
         XCTAssertEqual(written.tasks, 400)
-        let manifestData = try Data(contentsOf: out.appendingPathComponent("job-job/manifest.json"))
-        let manifest = try XCTUnwrap(JSONSerialization.jsonObject(with: manifestData) as? [String: Any])
+        let manifest = try jsonObject(Data(contentsOf: out.appendingPathComponent("job-job/manifest.json")))
         XCTAssertEqual(manifest["Format"] as? String, "Report_CSV_20180820")
         XCTAssertEqual(manifest["ReportSchema"] as? String, "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage")
         XCTAssertNotNil(manifest["ReportCreationDate"] as? String)
@@ -57,7 +56,7 @@ final class CompletionReportTests: XCTestCase {
             .split(separator: "\n")
         XCTAssertEqual(lines.count, 100)
         for line in lines {
-            let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let o = try jsonObject(Data(line.utf8))
             for field in ["bucket", "key", "state", "outcome", "attempts", "created_at", "finished_at", "request_id"] {
                 XCTAssertNotNil(o[field], "\(field) in \(line)")
             }
@@ -75,6 +74,11 @@ final class CompletionReportTests: XCTestCase {
                    createdAt: 0, startedAt: 1, finishedAt: 2)
     }
 
+    /// A JSON object (a report manifest, or one line of a JSON-lines report).
+    private func jsonObject(_ data: Data) throws -> [String: Any] {
+        try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
     private func resultFiles(_ out: URL) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("job-j/results").path).sorted()
     }
@@ -88,8 +92,7 @@ final class CompletionReportTests: XCTestCase {
         let written = try CompletionReport.write(job: "j", rows: { body in try tasks.forEach(body) }, format: .batchCSV,
                                                  folder: out, rowsPerFile: 3)
         XCTAssertEqual(written.tasks, 7)
-        let manifest = try XCTUnwrap(JSONSerialization.jsonObject(
-            with: Data(contentsOf: out.appendingPathComponent("job-j/manifest.json"))) as? [String: Any])
+        let manifest = try jsonObject(Data(contentsOf: out.appendingPathComponent("job-j/manifest.json")))
         let results = try XCTUnwrap(manifest["Results"] as? [[String: String]])
         XCTAssertEqual(results.map { $0["TaskExecutionStatus"] }, ["succeeded", "succeeded", "succeeded"])
         XCTAssertEqual(try resultFiles(out), results.map { String($0["Key"]!.split(separator: "/").last!) }.sorted())
@@ -109,7 +112,7 @@ final class CompletionReportTests: XCTestCase {
         let jsonKeys = try jsonl.files.flatMap { file in
             try String(contentsOf: out.appendingPathComponent("l").appendingPathComponent(file), encoding: .utf8)
                 .split(separator: "\n").map { line in
-                    try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])["key"] as? String
+                    try jsonObject(Data(line.utf8))["key"] as? String
                 }
         }
         XCTAssertEqual(jsonKeys, tasks.map { $0.object.key })
@@ -119,8 +122,7 @@ final class CompletionReportTests: XCTestCase {
                                                     folder: out.appendingPathComponent("f"))
         XCTAssertEqual(failedOnly.tasks, 0)
         XCTAssertEqual(failedOnly.files, ["job-j/manifest.json"])
-        let emptyManifest = try XCTUnwrap(JSONSerialization.jsonObject(
-            with: Data(contentsOf: out.appendingPathComponent("f/job-j/manifest.json"))) as? [String: Any])
+        let emptyManifest = try jsonObject(Data(contentsOf: out.appendingPathComponent("f/job-j/manifest.json")))
         XCTAssertEqual((emptyManifest["Results"] as? [Any])?.count, 0)
     }
 
