@@ -33,6 +33,9 @@ final class ObjectCommandTests: XCTestCase {
 
     func reencryptd(_ args: String...) async -> Int32 { await Reencryptd.main(arguments: args) }
 
+    /// A client as the commands build one, from this test's environment (the simulator's endpoint and credentials).
+    func simulatorClient() throws -> S3Client { try S3Wiring.client(try GlobalOptions.parse([]).loadConfiguration()) }
+
     /// A generated population in the simulator, and its Batch Operations CSV manifest in `dir`.
     func populate(objects: Int, bucketPrefix: String) throws -> (Population, csv: String) {
         var spec = PopulationSpec()
@@ -68,7 +71,7 @@ final class ObjectCommandTests: XCTestCase {
         rc = await reencryptd("inspect", "s3://bucket-a/missing")
         XCTAssertEqual(rc, 1)
         let text = Inspect.render(ObjectRef(bucket: "b-1", key: "k"), try await {
-            let client = try S3Wiring.client(try GlobalOptions.parse([]).loadConfiguration())
+            let client = try simulatorClient()
             defer { client.shutdown() }
             return try await client.headObject(ObjectRef(bucket: "bucket-a", key: "k"))
         }())
@@ -83,7 +86,7 @@ final class ObjectCommandTests: XCTestCase {
         let inventoryRoot = dir.appendingPathComponent("inv").path
         let manifestJSON = try population.writeInventory(root: inventoryRoot)
         // Upload both to the simulator, keeping the inventory layout (its manifest.json names data keys).
-        let client = try S3Wiring.client(try GlobalOptions.parse([]).loadConfiguration())
+        let client = try simulatorClient()
         defer { client.shutdown() }
         try await client.putObject(bucket: "bucket-a", key: "manifests/m.csv", body: Array(try Data(contentsOf: URL(fileURLWithPath: csv))),
                                    contentType: "text/csv")
@@ -134,7 +137,7 @@ final class ObjectCommandTests: XCTestCase {
         rc = await reencryptd("report", "--db", db, "--job", "j", "--output", "s3://bucket-a/reports/night1")
         XCTAssertEqual(rc, 0)
 
-        let client = try S3Wiring.client(try GlobalOptions.parse([]).loadConfiguration())
+        let client = try simulatorClient()
         defer { client.shutdown() }
         let manifestBytes = try await client.getObject(bucket: "bucket-a", key: "reports/night1/job-j/manifest.json")
         let manifest = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(manifestBytes)) as? [String: Any])
