@@ -544,8 +544,7 @@ public final class Engine: @unchecked Sendable {
         let rates = jobRates
         let owner = configuration.owner
         let leaseUntil = now + configuration.leaseSeconds
-        // Leases are renewed a quarter of the way through their term, not every second: a renewal rewrites every
-        // held task's row, and once a second that was a thousand row writes a second for nothing.
+        // Leases are renewed a quarter of the way through their term (one row write in the store).
         let renew = now - lastRenewal >= configuration.leaseSeconds / 4
         if renew { lastRenewal = now }
         storeQueue.async { [self] in
@@ -674,6 +673,7 @@ public final class Engine: @unchecked Sendable {
                 logger.warning("\(leftover.count) calls did not finish within the grace period; their tasks go back to the queue")
                 try? store.release(taskIDs: leftover, owner: configuration.owner)
             }
+            do { try store.endLease(owner: configuration.owner) } catch { logger.error("cannot end the lease: \(error)") }
             finished.signal()
         }
     }

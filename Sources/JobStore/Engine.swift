@@ -75,11 +75,14 @@ public protocol TaskQueue: JobStore {
     func record(_ results: [TaskResult], owner: String, now: Double) throws -> Int
     /// Puts leased tasks back to pending untouched (shutdown, pause, cancel).
     func release(taskIDs: [Int64], owner: String) throws
-    /// Extends every lease `owner` holds to `until`.
+    /// Extends `owner`'s lease, which covers every task it holds, to `until`.
     func renewLeases(owner: String, until: Double) throws
-    /// Returns to pending the tasks whose lease expired (a worker died). Returns how many.
+    /// Returns to pending the tasks of every owner whose lease expired (a worker died), and ends those leases.
+    /// Returns how many tasks.
     @discardableResult
     func expireLeases(now: Double) throws -> Int
+    /// Returns to pending whatever `owner` still holds and ends its lease (a clean exit).
+    func endLease(owner: String) throws
     /// Puts a job's failed tasks (all, or those of `outcomes`) back to pending with fresh attempts; reopens the job.
     func retry(job: String, outcomes: [OutcomeClass], now: Double) throws -> Int
     /// Marks active jobs with nothing pending or in flight complete; returns them.

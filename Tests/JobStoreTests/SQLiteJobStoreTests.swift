@@ -137,7 +137,7 @@ final class SQLiteJobStoreTests: XCTestCase {
         XCTAssertEqual(try reopened.summaries(now: 2).first?.total, 1)
     }
 
-    /// A store written by schema 2 (claims through `tasks_runnable`) is brought to schema 3 on open, its tasks intact and
+    /// A store written by schema 2 (claims through `tasks_runnable`) is brought to the current schema on open, its tasks intact and
     /// claimable through the new per-bucket index.
     func testASchemaTwoStoreIsMigratedAndItsTasksStillClaim() throws {
         _ = try store.submit(JobSpec(name: "j", kmsKeyARN: arn), now: 1) { sink in
@@ -147,14 +147,95 @@ final class SQLiteJobStoreTests: XCTestCase {
         var db: OpaquePointer?
         XCTAssertEqual(sqlite3_open(path, &db), SQLITE_OK)
         XCTAssertEqual(sqlite3_exec(db, """
-            DROP INDEX tasks_pending; CREATE INDEX tasks_runnable ON tasks(job_id, state, next_attempt_at); PRAGMA user_version = 2;
+            DROP INDEX tasks_pending; CREATE INDEX tasks_runnable ON tasks(job_id, state, next_attempt_at);
+            DROP TABLE leases; CREATE INDEX tasks_leases ON tasks(state, lease_expires_at) WHERE state = 'in_flight';
+            PRAGMA user_version = 2;
             """, nil, nil, nil), SQLITE_OK)
         sqlite3_close(db)
         store = try SQLiteJobStore(path: path)
         XCTAssertEqual(try store.claim(owner: "w", limit: 100, now: 2, leaseSeconds: 60).count, 10)
         XCTAssertEqual(text(of: """
             SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'tasks_%' ORDER BY name)
-            """), "tasks_leases,tasks_object,tasks_pending")
+            """), "tasks_object,tasks_pending")
+    }
+
+    func submitTen() throws {
+        _ = try store.submit(JobSpec(name: "j", kmsKeyARN: arn), now: 1) { sink in
+            for i in 0..<10 { _ = try sink.add(ObjectRef(bucket: "b", key: "k\(i)"), skippedAs: nil) }
+        }
+    }
+
+    func succeeded(_ lease: Lease) -> TaskResult {
+        TaskResult(taskID: lease.taskID, jobID: lease.jobID, disposition: .terminal(.succeeded), attempts: 1, errors: 0,
+                   throttles: 0, httpStatus: 200, errorCode: nil, errorMessage: nil, requestID: "r")
+    }
+
+    /// A lease belongs to its owner: renewing it keeps all the owner's tasks, and when it expires all of them go back,
+    /// and only them; a result that arrives after that is ignored.
+    func testALeaseCoversItsOwnersTasksUntilItExpires() throws {
+        try submitTen()
+        let a = try store.claim(owner: "a", limit: 6, now: 100, leaseSeconds: 60)  // until 160
+        let b = try store.claim(owner: "b", limit: 4, now: 100, leaseSeconds: 10)  // until 110
+        XCTAssertEqual(a.count + b.count, 10)
+        try store.renewLeases(owner: "a", until: 200)
+        XCTAssertEqual(try store.expireLeases(now: 105), 0)
+        XCTAssertEqual(try store.expireLeases(now: 150), 4, "b's lease expired, a's was renewed")
+        XCTAssertEqual(try store.summaries(now: 0).first?.tasks, [.pending: 4, .inFlight: 6])
+        XCTAssertEqual(try store.record([succeeded(b[0])], owner: "b", now: 151), 0, "b lost its lease: its result is ignored")
+        XCTAssertEqual(try store.record([succeeded(a[0])], owner: "a", now: 151), 1)
+        XCTAssertEqual(text(of: "SELECT group_concat(owner) FROM leases"), "a")
+        XCTAssertEqual(try store.expireLeases(now: 170), 0, "a's lease was renewed past its first term")
+        XCTAssertEqual(try store.expireLeases(now: 201), 5)
+        XCTAssertEqual(try store.summaries(now: 0).first?.tasks, [.pending: 9, .succeeded: 1])
+        XCTAssertEqual(text(of: "SELECT count(*) FROM leases"), "0")
+        XCTAssertTrue(try store.countersAgreeWithTasks())
+        // The returned tasks are claimable again, by anyone.
+        XCTAssertEqual(try store.claim(owner: "c", limit: 100, now: 202, leaseSeconds: 60).count, 9)
+    }
+
+    /// A clean exit ends the owner's lease and returns what it still holds; other owners keep theirs, and leases that
+    /// expire together are returned together.
+    func testEndingALeaseReturnsOnlyThatOwnersTasks() throws {
+        try submitTen()
+        _ = try store.claim(owner: "a", limit: 5, now: 100, leaseSeconds: 60)
+        _ = try store.claim(owner: "b", limit: 3, now: 100, leaseSeconds: 60)
+        _ = try store.claim(owner: "c", limit: 2, now: 101, leaseSeconds: 60)
+        try store.endLease(owner: "a")
+        XCTAssertEqual(try store.summaries(now: 0).first?.tasks, [.pending: 5, .inFlight: 5])
+        XCTAssertEqual(text(of: "SELECT group_concat(owner) FROM (SELECT owner FROM leases ORDER BY owner)"), "b,c")
+        XCTAssertEqual(try store.expireLeases(now: 159), 0)
+        XCTAssertEqual(try store.expireLeases(now: 162), 5)
+        XCTAssertEqual(text(of: "SELECT count(*) FROM leases"), "0")
+        XCTAssertTrue(try store.countersAgreeWithTasks())
+    }
+
+    /// A store written by schema 3 (an expiry on each leased task) is brought to schema 4 (one lease per owner) on open:
+    /// each owner's lease runs until the latest expiry among its tasks, and expires then.
+    func testASchemaThreeStoreKeepsItsLeasesThroughTheMigration() throws {
+        try submitTen()
+        _ = try store.claim(owner: "a", limit: 6, now: 100, leaseSeconds: 60)
+        _ = try store.claim(owner: "b", limit: 4, now: 100, leaseSeconds: 60)
+        store = nil
+        var db: OpaquePointer?
+        XCTAssertEqual(sqlite3_open(path, &db), SQLITE_OK)
+        XCTAssertEqual(sqlite3_exec(db, """
+            DROP TABLE leases;
+            UPDATE tasks SET lease_expires_at = CASE lease_owner WHEN 'a' THEN 150 + id ELSE 120 END WHERE state = 'in_flight';
+            CREATE INDEX tasks_leases ON tasks(state, lease_expires_at) WHERE state = 'in_flight';
+            PRAGMA user_version = 3;
+            """, nil, nil, nil), SQLITE_OK)
+        sqlite3_close(db)
+        store = try SQLiteJobStore(path: path)
+        let latestOfA = text(of: "SELECT 150 + max(id) FROM tasks WHERE lease_owner = 'a'")
+        XCTAssertEqual(text(of: "SELECT group_concat(owner || '=' || CAST(expires_at AS INTEGER)) FROM (SELECT * FROM leases ORDER BY owner)"),
+                       "a=\(latestOfA ?? "?"),b=120")
+        XCTAssertEqual(text(of: "SELECT count(*) FROM tasks WHERE lease_expires_at IS NOT NULL"), "0")
+        XCTAssertEqual(text(of: "SELECT count(*) FROM sqlite_master WHERE name = 'tasks_leases'"), "0")
+        XCTAssertEqual(try store.expireLeases(now: 119), 0)
+        XCTAssertEqual(try store.expireLeases(now: 121), 4)
+        XCTAssertEqual(try store.expireLeases(now: Double(latestOfA ?? "0")! - 1), 0)
+        XCTAssertEqual(try store.expireLeases(now: Double(latestOfA ?? "0")! + 1), 6)
+        XCTAssertTrue(try store.countersAgreeWithTasks())
     }
 
     /// The first column of the first row of `sql`, read through a separate connection.

@@ -24,9 +24,9 @@ extension SQLiteJobStore: TaskQueue {
                 // Chosen and leased in one statement (UPDATE … RETURNING, SQLite 3.35+): one pass instead of a SELECT
                 // and an UPDATE per task.
                 let take = try db.prepare("""
-                    UPDATE tasks SET state = 'in_flight', lease_owner = ?1, lease_expires_at = ?2, started_at = coalesce(started_at, ?3)
-                    WHERE id IN (SELECT id FROM tasks WHERE job_id = ?4 AND bucket = ?5 AND state = 'pending' AND next_attempt_at <= ?3
-                                 ORDER BY next_attempt_at LIMIT ?6)
+                    UPDATE tasks SET state = 'in_flight', lease_owner = ?1, started_at = coalesce(started_at, ?2)
+                    WHERE id IN (SELECT id FROM tasks WHERE job_id = ?3 AND bucket = ?4 AND state = 'pending' AND next_attempt_at <= ?2
+                                 ORDER BY next_attempt_at LIMIT ?5)
                     RETURNING id, key, version_id, attempts, errors, throttles
                     """)
                 var claimed: [Lease] = []
@@ -50,11 +50,10 @@ extension SQLiteJobStore: TaskQueue {
                     for i in 0..<names.count where claimed.count + batch.count < limit {
                         let bucket = names[(start + i) % names.count]
                         take.bind(1, owner)
-                        take.bind(2, now + leaseSeconds)
-                        take.bind(3, now)
-                        take.bind(4, jobID)
-                        take.bind(5, bucket)
-                        take.bind(6, min(share, room[bucket]!, limit - claimed.count - batch.count))
+                        take.bind(2, now)
+                        take.bind(3, jobID)
+                        take.bind(4, bucket)
+                        take.bind(5, min(share, room[bucket]!, limit - claimed.count - batch.count))
                         let before = batch.count
                         try take.forEachRow { r in
                             let version = r.string(2)
@@ -71,6 +70,16 @@ extension SQLiteJobStore: TaskQueue {
                     }
                     claimed += batch
                 }
+                if !claimed.isEmpty {
+                    // In the same transaction as the tasks: a leased task's owner always has a lease row.
+                    let lease = try db.prepare("""
+                        INSERT INTO leases (owner, expires_at) VALUES (?1, ?2)
+                        ON CONFLICT (owner) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)
+                        """)
+                    lease.bind(1, owner)
+                    lease.bind(2, now + leaseSeconds)
+                    try lease.run()
+                }
                 return Claim(leases: claimed, bucketsWithPending: pending)
             }
         }
@@ -83,12 +92,12 @@ extension SQLiteJobStore: TaskQueue {
             try db.writeTransaction {
                 let finish = try db.prepare("""
                     UPDATE tasks SET state = ?, outcome = ?, attempts = ?, errors = ?, throttles = ?, http_status = ?,
-                        error_code = ?, error_message = ?, request_id = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL
+                        error_code = ?, error_message = ?, request_id = ?, finished_at = ?, lease_owner = NULL
                     WHERE id = ? AND state = 'in_flight' AND lease_owner = ?
                     """)
                 let again = try db.prepare("""
                     UPDATE tasks SET state = 'pending', next_attempt_at = ?, attempts = ?, errors = ?, throttles = ?, http_status = ?,
-                        error_code = ?, error_message = ?, request_id = ?, lease_owner = NULL, lease_expires_at = NULL
+                        error_code = ?, error_message = ?, request_id = ?, lease_owner = NULL
                     WHERE id = ? AND state = 'in_flight' AND lease_owner = ?
                     """)
                 var deltas: [CounterKey: Int] = [:]
@@ -142,7 +151,7 @@ extension SQLiteJobStore: TaskQueue {
         try withDatabase { db in
             try db.writeTransaction {
                 let find = try db.prepare("SELECT job_id FROM tasks WHERE id = ? AND state = 'in_flight' AND lease_owner = ?")
-                let put = try db.prepare("UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL WHERE id = ?")
+                let put = try db.prepare("UPDATE tasks SET state = 'pending', lease_owner = NULL WHERE id = ?")
                 var perJob: [Int64: Int] = [:]
                 for id in taskIDs {
                     find.bind(1, id)
@@ -164,7 +173,7 @@ extension SQLiteJobStore: TaskQueue {
 
     public func renewLeases(owner: String, until: Double) throws {
         try withDatabase { db in
-            let s = try db.prepare("UPDATE tasks SET lease_expires_at = ? WHERE state = 'in_flight' AND lease_owner = ?")
+            let s = try db.prepare("UPDATE leases SET expires_at = max(expires_at, ?) WHERE owner = ?")
             s.bind(1, until)
             s.bind(2, owner)
             try s.run()
@@ -175,26 +184,51 @@ extension SQLiteJobStore: TaskQueue {
     public func expireLeases(now: Double) throws -> Int {
         try withDatabase { db in
             try db.writeTransaction {
-                let count = try db.prepare("""
-                    SELECT job_id, count(*) FROM tasks WHERE state = 'in_flight' AND lease_expires_at < ? GROUP BY job_id
-                    """)
-                count.bind(1, now)
-                var perJob: [(Int64, Int)] = []
-                try count.forEachRow { perJob.append(($0.int64(0), $0.int(1))) }
-                guard !perJob.isEmpty else { return 0 }
-                let put = try db.prepare("""
-                    UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL
-                    WHERE state = 'in_flight' AND lease_expires_at < ?
-                    """)
-                put.bind(1, now)
-                try put.run()
-                for (job, n) in perJob {
-                    try addCounts(db, jobID: job, state: .inFlight, outcome: nil, delta: -n)
-                    try addCounts(db, jobID: job, state: .pending, outcome: nil, delta: n)
-                }
-                return perJob.reduce(0) { $0 + $1.1 }
+                let expired = try db.prepare("SELECT count(*) FROM leases WHERE expires_at < ?")
+                expired.bind(1, now)
+                var owners = 0
+                try expired.forEachRow { owners = $0.int(0) }
+                guard owners > 0 else { return 0 }
+                let returned = try putBack(db, heldBy: "SELECT owner FROM leases WHERE expires_at < ?1") { $0.bind(1, now) }
+                let drop = try db.prepare("DELETE FROM leases WHERE expires_at < ?")
+                drop.bind(1, now)
+                try drop.run()
+                return returned
             }
         }
+    }
+
+    public func endLease(owner: String) throws {
+        try withDatabase { db in
+            try db.writeTransaction {
+                _ = try putBack(db, heldBy: "?1") { $0.bind(1, owner) }
+                let drop = try db.prepare("DELETE FROM leases WHERE owner = ?")
+                drop.bind(1, owner)
+                try drop.run()
+            }
+        }
+    }
+
+    /// Returns to pending every task held by the owners `owners` lists (SQL for an `IN (…)` list, its parameter bound
+    /// by `bind`); returns how many. No index finds them (see schema 4): this scans the tasks once, unless the
+    /// counters say no task at all is in flight, the usual case at a clean exit.
+    private func putBack(_ db: Database, heldBy owners: String, _ bind: (Statement) -> Void) throws -> Int {
+        let inFlight = try db.prepare("SELECT coalesce(sum(n), 0) FROM task_counts WHERE state = 'in_flight'")
+        var any = 0
+        try inFlight.forEachRow { any = $0.int(0) }
+        guard any > 0 else { return 0 }
+        let put = try db.prepare("""
+            UPDATE tasks SET state = 'pending', lease_owner = NULL WHERE state = 'in_flight' AND lease_owner IN (\(owners))
+            RETURNING job_id
+            """)
+        bind(put)
+        var perJob: [Int64: Int] = [:]
+        try put.forEachRow { perJob[$0.int64(0), default: 0] += 1 }
+        for (job, n) in perJob {
+            try addCounts(db, jobID: job, state: .inFlight, outcome: nil, delta: -n)
+            try addCounts(db, jobID: job, state: .pending, outcome: nil, delta: n)
+        }
+        return perJob.values.reduce(0, +)
     }
 
     public func retry(job name: String, outcomes: [OutcomeClass], now: Double) throws -> Int {
