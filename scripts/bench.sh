@@ -129,7 +129,7 @@ run_engine() {  # name, sim flags...; leaves the store in $OUT/$name/store.sqlit
 run_engine engine-a
 start=$(date +%s.%N)
 env $(sim_env "$SIM_PORT") REENCRYPTD_ENGINE_MAX_RPS_PER_BUCKET=20000 /usr/bin/time -f "%e %U %S %M" -o "$OUT/engine-a/time" \
-    $BIN run --db "$OUT/engine-a/store.sqlite3" --until-idle
+    $BIN run --db "$OUT/engine-a/store.sqlite3" --until-idle --concurrency 256
 read -r el us sy kb < "$OUT/engine-a/time"
 awk -v n=$OBJECTS -v el=$el -v us=$us -v sy=$sy -v kb=$kb 'BEGIN {
     printf "(a) zero latency, default concurrency (256): %d objects in %.1f s = %.0f objects/s, daemon CPU %.1f us/object, peak RSS %.0f MB (targets >= 20000/s; RSS < 200 MB)\n",
