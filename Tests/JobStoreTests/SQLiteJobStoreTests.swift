@@ -137,8 +137,8 @@ final class SQLiteJobStoreTests: XCTestCase {
         XCTAssertEqual(try reopened.summaries(now: 2).first?.total, 1)
     }
 
-    /// A store written by schema 2 (claims through `tasks_runnable`) is brought to the current schema on open, its tasks intact and
-    /// claimable through the new per-bucket index.
+    /// A store written by schema 2 (claims through `tasks_runnable`) is brought to the current schema on open, its
+    /// tasks intact and claimable through the per-bucket index.
     func testASchemaTwoStoreIsMigratedAndItsTasksStillClaim() throws {
         _ = try store.submit(JobSpec(name: "j", kmsKeyARN: arn), now: 1) { sink in
             for i in 0..<10 { _ = try sink.add(ObjectRef(bucket: "b-\(i % 2)", key: "k\(i)"), skippedAs: nil) }
@@ -181,7 +181,8 @@ final class SQLiteJobStoreTests: XCTestCase {
         XCTAssertEqual(try store.expireLeases(now: 105), 0)
         XCTAssertEqual(try store.expireLeases(now: 150), 4, "b's lease expired, a's was renewed")
         XCTAssertEqual(try store.summaries(now: 0).first?.tasks, [.pending: 4, .inFlight: 6])
-        XCTAssertEqual(try store.record([succeeded(b[0])], owner: "b", now: 151), 0, "b lost its lease: its result is ignored")
+        XCTAssertEqual(try store.record([succeeded(b[0])], owner: "b", now: 151), 0,
+                       "b lost its lease: its result is ignored")
         XCTAssertEqual(try store.record([succeeded(a[0])], owner: "a", now: 151), 1)
         XCTAssertEqual(text(of: "SELECT group_concat(owner) FROM leases"), "a")
         XCTAssertEqual(try store.expireLeases(now: 170), 0, "a's lease was renewed past its first term")
@@ -209,8 +210,8 @@ final class SQLiteJobStoreTests: XCTestCase {
         XCTAssertTrue(try store.countersAgreeWithTasks())
     }
 
-    /// A store written by schema 3 (an expiry on each leased task) is brought to schema 4 (one lease per owner) on open:
-    /// each owner's lease runs until the latest expiry among its tasks, and expires then.
+    /// A store written by schema 3 (an expiry on each leased task) is brought to schema 4 (one lease per owner) on
+    /// open: each owner's lease runs until the latest expiry among its tasks, and expires then.
     func testASchemaThreeStoreKeepsItsLeasesThroughTheMigration() throws {
         try submitTen()
         _ = try store.claim(owner: "a", limit: 6, now: 100, leaseSeconds: 60)
@@ -220,15 +221,17 @@ final class SQLiteJobStoreTests: XCTestCase {
         XCTAssertEqual(sqlite3_open(path, &db), SQLITE_OK)
         XCTAssertEqual(sqlite3_exec(db, """
             DROP TABLE leases;
-            UPDATE tasks SET lease_expires_at = CASE lease_owner WHEN 'a' THEN 150 + id ELSE 120 END WHERE state = 'in_flight';
+            UPDATE tasks SET lease_expires_at = CASE lease_owner WHEN 'a' THEN 150 + id ELSE 120 END
+            WHERE state = 'in_flight';
             CREATE INDEX tasks_leases ON tasks(state, lease_expires_at) WHERE state = 'in_flight';
             PRAGMA user_version = 3;
             """, nil, nil, nil), SQLITE_OK)
         sqlite3_close(db)
         store = try SQLiteJobStore(path: path)
         let latestOfA = text(of: "SELECT 150 + max(id) FROM tasks WHERE lease_owner = 'a'")
-        XCTAssertEqual(text(of: "SELECT group_concat(owner || '=' || CAST(expires_at AS INTEGER)) FROM (SELECT * FROM leases ORDER BY owner)"),
-                       "a=\(latestOfA ?? "?"),b=120")
+        XCTAssertEqual(text(of: """
+            SELECT group_concat(owner || '=' || CAST(expires_at AS INTEGER)) FROM (SELECT * FROM leases ORDER BY owner)
+            """), "a=\(latestOfA ?? "?"),b=120")
         XCTAssertEqual(text(of: "SELECT count(*) FROM tasks WHERE lease_expires_at IS NOT NULL"), "0")
         XCTAssertEqual(text(of: "SELECT count(*) FROM sqlite_master WHERE name = 'tasks_leases'"), "0")
         XCTAssertEqual(try store.expireLeases(now: 119), 0)
