@@ -68,6 +68,8 @@ final class DaemonProcessTests: XCTestCase {
         let outcomes = try h.outcomes()
         for e in h.population.entries { XCTAssertEqual(outcomes[e.object] ?? nil, e.expectedViaCSV, "\(e.object)") }
         XCTAssertTrue(try SQLiteJobStore(path: h.storePath).countersAgreeWithTasks())
+        XCTAssertEqual(try SQLiteJobStore(path: h.storePath).leaseHolders(), [],
+                       "the dead worker's lease was cleared when it expired, the second's when it exited")
         // Calls in flight at the kill may be repeated after restart (UpdateObjectEncryption is idempotent), no more.
         XCTAssertLessThanOrEqual(h.simulator.state.snapshotCounters.duplicateUpdates, 32 + 1000)
     }
@@ -87,6 +89,7 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertEqual(after[.inFlight] ?? 0, 0, "no task left in_flight")
         XCTAssertGreaterThan(after[.pending] ?? 0, 0, "it stopped before the end")
         XCTAssertTrue(try SQLiteJobStore(path: h.storePath).countersAgreeWithTasks())
+        XCTAssertEqual(try SQLiteJobStore(path: h.storePath).leaseHolders(), [], "a clean exit ends its lease")
         // What the simulator updated is what the store recorded as succeeded.
         XCTAssertEqual(h.simulator.state.snapshotCounters.updateSuccesses, after[.succeeded] ?? -1)
     }

@@ -209,6 +209,16 @@ extension SQLiteJobStore: TaskQueue {
         }
     }
 
+    /// The workers holding a lease, by name; for tests and diagnostics.
+    public func leaseHolders() throws -> [String] {
+        try withDatabase { db in
+            let s = try db.prepare("SELECT owner FROM leases ORDER BY owner")
+            var owners: [String] = []
+            try s.forEachRow { owners.append($0.string(0)) }
+            return owners
+        }
+    }
+
     /// Returns to pending every task held by the owners `owners` lists (SQL for an `IN (…)` list, its parameter bound
     /// by `bind`); returns how many. No index finds them (see schema 4): this scans the tasks once, unless the
     /// counters say no task at all is in flight, the usual case at a clean exit.
