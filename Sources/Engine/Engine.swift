@@ -148,7 +148,7 @@ public final class Engine: @unchecked Sendable {
     /// Runs until idle (with `untilIdle`), `stopAt`, or `requestStop()`; returns why it stopped.
     public func run() -> EngineStop {
         do {
-            let expired = try store.expireLeases(now: Self.now())
+            let expired = try store.recoverLeases(now: Self.now())
             if expired > 0 { logger.notice("returned \(expired) tasks whose leases had expired (a worker died) to the queue") }
         } catch {
             return .storeFailure("\(error)")

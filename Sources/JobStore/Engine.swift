@@ -81,6 +81,11 @@ public protocol TaskQueue: JobStore {
     /// Returns how many tasks.
     @discardableResult
     func expireLeases(now: Double) throws -> Int
+    /// At start-up: `expireLeases`, after giving a lease to any owner that holds tasks without one (a reencryptd from
+    /// before leases were kept per worker, still running when a newer one migrated the store). Scans the tasks when
+    /// any is in flight.
+    @discardableResult
+    func recoverLeases(now: Double) throws -> Int
     /// Returns to pending whatever `owner` still holds and ends its lease (a clean exit).
     func endLease(owner: String) throws
     /// Puts a job's failed tasks (all, or those of `outcomes`) back to pending with fresh attempts; reopens the job.

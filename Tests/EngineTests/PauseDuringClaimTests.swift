@@ -79,6 +79,7 @@ final class ClaimRacingStore: TaskQueue, @unchecked Sendable {
     func release(taskIDs: [Int64], owner: String) throws { try inner.release(taskIDs: taskIDs, owner: owner) }
     func renewLeases(owner: String, until: Double) throws { try inner.renewLeases(owner: owner, until: until) }
     func expireLeases(now: Double) throws -> Int { try inner.expireLeases(now: now) }
+    func recoverLeases(now: Double) throws -> Int { try inner.recoverLeases(now: now) }
     func endLease(owner: String) throws { try inner.endLease(owner: owner) }
     func retry(job: String, outcomes: [OutcomeClass], now: Double) throws -> Int {
         try inner.retry(job: job, outcomes: outcomes, now: now)

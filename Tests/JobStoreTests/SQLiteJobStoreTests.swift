@@ -143,16 +143,11 @@ final class SQLiteJobStoreTests: XCTestCase {
         _ = try store.submit(JobSpec(name: "j", kmsKeyARN: arn), now: 1) { sink in
             for i in 0..<10 { _ = try sink.add(ObjectRef(bucket: "b-\(i % 2)", key: "k\(i)"), skippedAs: nil) }
         }
-        store = nil
-        var db: OpaquePointer?
-        XCTAssertEqual(sqlite3_open(path, &db), SQLITE_OK)
-        XCTAssertEqual(sqlite3_exec(db, """
+        try rewriteWhileClosed("""
             DROP INDEX tasks_pending; CREATE INDEX tasks_runnable ON tasks(job_id, state, next_attempt_at);
             DROP TABLE leases; CREATE INDEX tasks_leases ON tasks(state, lease_expires_at) WHERE state = 'in_flight';
             PRAGMA user_version = 2;
-            """, nil, nil, nil), SQLITE_OK)
-        sqlite3_close(db)
-        store = try SQLiteJobStore(path: path)
+            """)
         XCTAssertEqual(try store.claim(owner: "w", limit: 100, now: 2, leaseSeconds: 60).count, 10)
         XCTAssertEqual(text(of: """
             SELECT group_concat(name) FROM (SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'tasks_%' ORDER BY name)
@@ -210,24 +205,43 @@ final class SQLiteJobStoreTests: XCTestCase {
         XCTAssertTrue(try store.countersAgreeWithTasks())
     }
 
+    /// A reencryptd from before schema 4 that went on running after a newer one migrated the store leases tasks the
+    /// old way (an expiry on each task, no lease row). Recovery at start-up gives their owner a lease until the latest
+    /// of those expiries, so that they expire; without it they would stay in flight for ever.
+    func testTasksLeasedTheOldWayAfterTheMigrationAreRecovered() throws {
+        try submitTen()
+        _ = try store.claim(owner: "old", limit: 6, now: 100, leaseSeconds: 60)
+        _ = try store.claim(owner: "older", limit: 2, now: 100, leaseSeconds: 60)
+        _ = try store.claim(owner: "new", limit: 2, now: 100, leaseSeconds: 60)
+        try rewriteWhileClosed("""
+            UPDATE tasks SET lease_expires_at = 170 + id WHERE lease_owner = 'old';
+            DELETE FROM leases WHERE owner IN ('old', 'older');
+            """)
+        let latestOfOld = Double(try XCTUnwrap(text(of: "SELECT 170 + max(id) FROM tasks WHERE lease_owner = 'old'")))!
+        XCTAssertEqual(try store.expireLeases(now: 150), 0, "without recovery nothing knows of them")
+        // 'older' names no expiry at all: due at once. 'new' has its lease row until 160.
+        XCTAssertEqual(try store.recoverLeases(now: 150), 2)
+        XCTAssertEqual(try store.leaseHolders(), ["new", "old"])
+        XCTAssertEqual(try store.recoverLeases(now: latestOfOld - 1), 2, "new's lease expired at 160")
+        XCTAssertEqual(try store.recoverLeases(now: latestOfOld + 1), 6)
+        XCTAssertEqual(try store.leaseHolders(), [])
+        XCTAssertEqual(try store.summaries(now: 0).first?.tasks, [.pending: 10])
+        XCTAssertTrue(try store.countersAgreeWithTasks())
+    }
+
     /// A store written by schema 3 (an expiry on each leased task) is brought to schema 4 (one lease per owner) on
     /// open: each owner's lease runs until the latest expiry among its tasks, and expires then.
     func testASchemaThreeStoreKeepsItsLeasesThroughTheMigration() throws {
         try submitTen()
         _ = try store.claim(owner: "a", limit: 6, now: 100, leaseSeconds: 60)
         _ = try store.claim(owner: "b", limit: 4, now: 100, leaseSeconds: 60)
-        store = nil
-        var db: OpaquePointer?
-        XCTAssertEqual(sqlite3_open(path, &db), SQLITE_OK)
-        XCTAssertEqual(sqlite3_exec(db, """
+        try rewriteWhileClosed("""
             DROP TABLE leases;
             UPDATE tasks SET lease_expires_at = CASE lease_owner WHEN 'a' THEN 150 + id ELSE 120 END
             WHERE state = 'in_flight';
             CREATE INDEX tasks_leases ON tasks(state, lease_expires_at) WHERE state = 'in_flight';
             PRAGMA user_version = 3;
-            """, nil, nil, nil), SQLITE_OK)
-        sqlite3_close(db)
-        store = try SQLiteJobStore(path: path)
+            """)
         let latestOfA = text(of: "SELECT 150 + max(id) FROM tasks WHERE lease_owner = 'a'")
         XCTAssertEqual(text(of: """
             SELECT group_concat(owner || '=' || CAST(expires_at AS INTEGER)) FROM (SELECT * FROM leases ORDER BY owner)
@@ -239,6 +253,17 @@ final class SQLiteJobStoreTests: XCTestCase {
         XCTAssertEqual(try store.expireLeases(now: Double(latestOfA ?? "0")! - 1), 0)
         XCTAssertEqual(try store.expireLeases(now: Double(latestOfA ?? "0")! + 1), 6)
         XCTAssertTrue(try store.countersAgreeWithTasks())
+    }
+
+    /// Closes the store, runs `sql` on the file through a connection of its own (to write what an older reencryptd
+    /// would have), and opens the store again, which migrates it.
+    func rewriteWhileClosed(_ sql: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        store = nil
+        var db: OpaquePointer?
+        XCTAssertEqual(sqlite3_open(path, &db), SQLITE_OK, file: file, line: line)
+        XCTAssertEqual(sqlite3_exec(db, sql, nil, nil, nil), SQLITE_OK, String(cString: sqlite3_errmsg(db)), file: file, line: line)
+        sqlite3_close(db)
+        store = try SQLiteJobStore(path: path)
     }
 
     /// The first column of the first row of `sql`, read through a separate connection.

@@ -198,6 +198,26 @@ extension SQLiteJobStore: TaskQueue {
         }
     }
 
+    @discardableResult
+    public func recoverLeases(now: Double) throws -> Int {
+        try withDatabase { db in
+            try db.writeTransaction {
+                guard try inFlightCount(db) > 0 else { return }
+                // In-flight tasks whose owner has no lease row were leased by a reencryptd from before schema 4 that
+                // went on running after a newer one migrated the store (an upgrade while the daemon ran). Their owner
+                // gets a lease until the latest expiry among them, and it expires like any other.
+                let adopt = try db.prepare("""
+                    INSERT INTO leases (owner, expires_at)
+                    SELECT lease_owner, coalesce(max(lease_expires_at), 0) FROM tasks
+                    WHERE state = 'in_flight' AND lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT owner FROM leases)
+                    GROUP BY lease_owner
+                    """)
+                try adopt.run()
+            }
+        }
+        return try expireLeases(now: now)
+    }
+
     public func endLease(owner: String) throws {
         try withDatabase { db in
             try db.writeTransaction {
@@ -223,10 +243,7 @@ extension SQLiteJobStore: TaskQueue {
     /// by `bind`); returns how many. No index finds them (see schema 4): this scans the tasks once, unless the
     /// counters say no task at all is in flight, the usual case at a clean exit.
     private func putBack(_ db: Database, heldBy owners: String, _ bind: (Statement) -> Void) throws -> Int {
-        let inFlight = try db.prepare("SELECT coalesce(sum(n), 0) FROM task_counts WHERE state = 'in_flight'")
-        var any = 0
-        try inFlight.forEachRow { any = $0.int(0) }
-        guard any > 0 else { return 0 }
+        guard try inFlightCount(db) > 0 else { return 0 }
         let put = try db.prepare("""
             UPDATE tasks SET state = 'pending', lease_owner = NULL WHERE state = 'in_flight' AND lease_owner IN (\(owners))
             RETURNING job_id
@@ -239,6 +256,14 @@ extension SQLiteJobStore: TaskQueue {
             try addCounts(db, jobID: job, state: .pending, outcome: nil, delta: n)
         }
         return perJob.values.reduce(0, +)
+    }
+
+    /// Tasks in flight in every job, from the counters.
+    private func inFlightCount(_ db: Database) throws -> Int {
+        let s = try db.prepare("SELECT coalesce(sum(n), 0) FROM task_counts WHERE state = 'in_flight'")
+        var n = 0
+        try s.forEachRow { n = $0.int(0) }
+        return n
     }
 
     public func retry(job name: String, outcomes: [OutcomeClass], now: Double) throws -> Int {
