@@ -673,6 +673,8 @@ public final class Engine: @unchecked Sendable {
                 logger.warning("\(leftover.count) calls did not finish within the grace period; their tasks go back to the queue")
                 try? store.release(taskIDs: leftover, owner: configuration.owner)
             }
+            // The release above goes by task id; ending the lease is the backstop for anything still held (it scans only
+            // if some task is still in flight).
             do { try store.endLease(owner: configuration.owner) } catch { logger.error("cannot end the lease: \(error)") }
             finished.signal()
         }

@@ -35,9 +35,9 @@ public enum CompletionReport {
                   folder: folder, bucket: bucket, keyPrefix: keyPrefix, now: now)
     }
 
-    /// As above, reporting exactly the tasks `rows` hands over. If anything fails (the store, a full disk), the files this call wrote
-    /// are removed before the error is thrown, so no half-written report is left for tooling to pick up; the batch-csv
-    /// `manifest.json`, which names the results, is written last and in one step.
+    /// As above, reporting exactly the tasks `rows` hands over. If anything fails (the store, a full disk), the files
+    /// this call wrote are removed before the error is thrown, so no half-written report is left for tooling to pick
+    /// up; the batch-csv `manifest.json`, which names the results, is written last and in one step.
     public static func write(job: String, rows: TaskRows, format: Format, folder: URL,
                              bucket: String = "", keyPrefix: String = "", now: Date = Date(),
                              rowsPerFile: Int = CompletionReport.rowsPerFile) throws -> Written {

@@ -186,7 +186,13 @@ final class SQLiteJobStoreTests: XCTestCase {
         XCTAssertEqual(text(of: "SELECT count(*) FROM leases"), "0")
         XCTAssertTrue(try store.countersAgreeWithTasks())
         // The returned tasks are claimable again, by anyone.
-        XCTAssertEqual(try store.claim(owner: "c", limit: 100, now: 202, leaseSeconds: 60).count, 9)
+        let c = try store.claim(owner: "c", limit: 100, now: 202, leaseSeconds: 60)
+        XCTAssertEqual(c.count, 9)
+        // A worker that finished everything and died leaves a lease holding nothing: it goes when it expires, at
+        // start-up as any time.
+        XCTAssertEqual(try store.record(c.map(succeeded), owner: "c", now: 203), 9)
+        XCTAssertEqual(try store.recoverLeases(now: 300), 0)
+        XCTAssertEqual(try store.leaseHolders(), [])
     }
 
     /// A clean exit ends the owner's lease and returns what it still holds; other owners keep theirs, and leases that

@@ -182,40 +182,28 @@ extension SQLiteJobStore: TaskQueue {
 
     @discardableResult
     public func expireLeases(now: Double) throws -> Int {
-        try withDatabase { db in
-            try db.writeTransaction {
-                let expired = try db.prepare("SELECT count(*) FROM leases WHERE expires_at < ?")
-                expired.bind(1, now)
-                var owners = 0
-                try expired.forEachRow { owners = $0.int(0) }
-                guard owners > 0 else { return 0 }
-                let returned = try putBack(db, heldBy: "SELECT owner FROM leases WHERE expires_at < ?1") { $0.bind(1, now) }
-                let drop = try db.prepare("DELETE FROM leases WHERE expires_at < ?")
-                drop.bind(1, now)
-                try drop.run()
-                return returned
-            }
-        }
+        try withDatabase { db in try db.writeTransaction { try expireDue(db, now: now) } }
     }
 
     @discardableResult
     public func recoverLeases(now: Double) throws -> Int {
         try withDatabase { db in
             try db.writeTransaction {
-                guard try inFlightCount(db) > 0 else { return }
-                // In-flight tasks whose owner has no lease row were leased by a reencryptd from before schema 4 that
-                // went on running after a newer one migrated the store (an upgrade while the daemon ran). Their owner
-                // gets a lease until the latest expiry among them, and it expires like any other.
-                let adopt = try db.prepare("""
-                    INSERT INTO leases (owner, expires_at)
-                    SELECT lease_owner, coalesce(max(lease_expires_at), 0) FROM tasks
-                    WHERE state = 'in_flight' AND lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT owner FROM leases)
-                    GROUP BY lease_owner
-                    """)
-                try adopt.run()
+                if try inFlightCount(db) > 0 {
+                    // In-flight tasks whose owner has no lease row were leased by a reencryptd from before schema 4
+                    // that went on running after a newer one migrated the store (an upgrade while the daemon ran).
+                    // Their owner gets a lease until the latest expiry among them, and it expires like any other.
+                    let adopt = try db.prepare("""
+                        INSERT INTO leases (owner, expires_at)
+                        SELECT lease_owner, coalesce(max(lease_expires_at), 0) FROM tasks
+                        WHERE state = 'in_flight' AND lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT owner FROM leases)
+                        GROUP BY lease_owner
+                        """)
+                    try adopt.run()
+                }
+                return try expireDue(db, now: now)
             }
         }
-        return try expireLeases(now: now)
     }
 
     public func endLease(owner: String) throws {
@@ -237,6 +225,20 @@ extension SQLiteJobStore: TaskQueue {
             try s.forEachRow { owners.append($0.string(0)) }
             return owners
         }
+    }
+
+    /// Returns to pending the tasks of every owner whose lease expired before `now`, and ends those leases.
+    private func expireDue(_ db: Database, now: Double) throws -> Int {
+        let expired = try db.prepare("SELECT count(*) FROM leases WHERE expires_at < ?")
+        expired.bind(1, now)
+        var owners = 0
+        try expired.forEachRow { owners = $0.int(0) }
+        guard owners > 0 else { return 0 }
+        let returned = try putBack(db, heldBy: "SELECT owner FROM leases WHERE expires_at < ?1") { $0.bind(1, now) }
+        let drop = try db.prepare("DELETE FROM leases WHERE expires_at < ?")
+        drop.bind(1, now)
+        try drop.run()
+        return returned
     }
 
     /// Returns to pending every task held by the owners `owners` lists (SQL for an `IN (…)` list, its parameter bound
