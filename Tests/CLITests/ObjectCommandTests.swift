@@ -6,7 +6,8 @@ import S3
 import S3Sim
 import XCTest
 
-/// `inspect`, `update`, `submit s3://…` and `report --output s3://…` end to end against the simulator on a random loopback port.
+/// `inspect`, `update`, `submit s3://…` and `report --output s3://…` end to end against the simulator on a random
+/// loopback port.
 final class ObjectCommandTests: XCTestCase {
     var simulator: S3Simulator!
     var dir: URL!
