@@ -115,7 +115,9 @@ final class EngineTests: XCTestCase {
     func testBackoffIsStoredAsTheNextAttemptTime() throws {
         let h = try EngineHarness(objects: 20) { $0.broken = 1 }  // every call answers 500
         var c = EngineHarness.fastConfiguration()
-        c.retry = RetryPolicy(maxAttempts: 3, base: 30, cap: 60)  // long backoff: the first retry waits
+        // Full jitter draws the first delay from [0, base]: with base 30 s, one of 20 tasks came due again within
+        // the test's half second about once in 15 runs (CI saw it). With 10^6 s that is about once in 10^5.
+        c.retry = RetryPolicy(maxAttempts: 3, base: 1_000_000, cap: 1_000_000)
         c.untilIdle = false
         let engine = Engine(store: h.store, client: h.client, configuration: c, logger: .init(label: "t"))
         let done = DispatchSemaphore(value: 0)
@@ -133,7 +135,7 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(pending, 20)
         // A new engine finds nothing due: the backoff survived in the store.
         XCTAssertEqual(try h.store.claim(owner: "other", limit: 100, now: Date().timeIntervalSince1970, leaseSeconds: 10).count, 0)
-        XCTAssertEqual(try h.store.claim(owner: "other", limit: 100, now: Date().timeIntervalSince1970 + 120, leaseSeconds: 10).count, 20)
+        XCTAssertEqual(try h.store.claim(owner: "other", limit: 100, now: Date().timeIntervalSince1970 + 1_000_001, leaseSeconds: 10).count, 20)
     }
 }
 
