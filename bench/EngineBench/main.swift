@@ -17,7 +17,7 @@ guard args.count == 3 || args.count == 4, let concurrency = args.count == 4 ? In
     FileHandle.standardError.write(Data("usage: engine-bench ENDPOINT STORE [CONCURRENCY]\n".utf8))
     exit(2)
 }
-let store = try SQLiteJobStore(path: args[2], cacheMegabytes: 64)  // as `reencryptd run` opens it
+let store = try SQLiteJobStore(path: args[2], cacheMegabytes: SQLiteJobStore.daemonCacheMegabytes)  // as `reencryptd run` opens it
 var transport = TransportConfiguration()
 transport.maxHostConnections = concurrency
 let client = try S3Client(configuration: S3ClientConfiguration(endpoint: try S3Endpoint(url: args[1]), transport: transport),

@@ -17,8 +17,7 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
     /// - Parameters:
     ///   - busyTimeoutMilliseconds: how long a call waits for another process's write lock.
     ///   - cacheMegabytes: SQLite's page cache. 32 MB suits `submit` (its peak RSS stays under 100 MB); the daemon
-    ///     opens with 64: with 32 its rate fell from 11,000 to 8,000 objects/s over a 400,000-task run (page-cache
-    ///     misses in claims and outcome updates), with 64 it holds higher within the 200 MB RSS budget.
+    ///     opens with `daemonCacheMegabytes`.
     public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000, cacheMegabytes: Int = 32) throws {
         self.path = path
         db = try Database(path: path)
@@ -33,6 +32,16 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
     }
 
     public static let schemaVersion = Schema.migrations.count
+
+    /// The page cache `reencryptd run` opens with. Small on purpose. The daemon's reads and writes move through the
+    /// store in order (claims walk each bucket's pending tasks in rowid order, outcomes update the rows just claimed),
+    /// so a few thousand pages hold what it touches. A big cache costs time at every commit: a B-tree rebalance
+    /// (`balance_nonroot`) swaps page numbers through the lock-byte page's number (262,145 at 4 KiB pages,
+    /// https://www.sqlite.org/fileformat.html#the_lock_byte_page), which leaves the cache's largest key far past the
+    /// end of the database, so the commit's truncation walks the whole cache hash table (`pcache1TruncateUnsafe`,
+    /// SQLite 3.40; seen with perf uprobes). With 64 MB that walk took 0.4 ms at some 150 commits a second, 4.3% of the
+    /// daemon's CPU in bench (a), against 1.2% with 16 MB; peak RSS fell from 116 to 66 MB.
+    public static let daemonCacheMegabytes = 16
 
     private func migrate() throws {
         let current = try userVersion()

@@ -59,7 +59,7 @@ struct Demo: ParsableCommand {
                                                                   ("s3.endpoint", simulator.endpointURL, "demo")])
         configuration.engine.maxAttempts = 6
         configuration.engine.backoffCapSeconds = 2
-        let store = try SQLiteJobStore(path: storePath, cacheMegabytes: 64)
+        let store = try SQLiteJobStore(path: storePath, cacheMegabytes: SQLiteJobStore.daemonCacheMegabytes)
         let spec0 = JobSpec(name: "demo-rotate", kmsKeyARN: try KMSKeyARN(population.targetKeyARN), bucketKeyEnabled: true)
         let loader = ManifestLoader()
         let submitted = try store.submit(spec0, now: now()) { sink in
