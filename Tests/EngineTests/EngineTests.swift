@@ -115,8 +115,8 @@ final class EngineTests: XCTestCase {
     func testBackoffIsStoredAsTheNextAttemptTime() throws {
         let h = try EngineHarness(objects: 20) { $0.broken = 1 }  // every call answers 500
         var c = EngineHarness.fastConfiguration()
-        // Full jitter draws the first delay from [0, base]: with base 30 s, one of 20 tasks came due again within
-        // the test's half second about once in 15 runs (CI saw it). With 10^6 s that is about once in 10^5.
+        // Full jitter draws the first delay from [0, base]: with base 30 s, one of the 20 tasks came due again within
+        // the test's fraction of a second in a few percent of runs (CI saw it); with 10^6 s, in about one run in 10^5.
         c.retry = RetryPolicy(maxAttempts: 3, base: 1_000_000, cap: 1_000_000)
         c.untilIdle = false
         let engine = Engine(store: h.store, client: h.client, configuration: c, logger: .init(label: "t"))
