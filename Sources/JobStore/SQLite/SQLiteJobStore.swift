@@ -35,12 +35,14 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
 
     /// The page cache `reencryptd run` opens with. Small on purpose. The daemon's reads and writes move through the
     /// store in order (claims walk each bucket's pending tasks in rowid order, outcomes update the rows just claimed),
-    /// so a few thousand pages hold what it touches. A big cache costs time at every commit: a B-tree rebalance
-    /// (`balance_nonroot`) swaps page numbers through the lock-byte page's number (262,145 at 4 KiB pages,
-    /// https://www.sqlite.org/fileformat.html#the_lock_byte_page), which leaves the cache's largest key far past the
-    /// end of the database, so the commit's truncation walks the whole cache hash table (`pcache1TruncateUnsafe`,
-    /// SQLite 3.40; seen with perf uprobes). With 64 MB that walk took 0.4 ms at some 150 commits a second, 4.3% of the
-    /// daemon's CPU in bench (a), against 1.2% with 16 MB; peak RSS fell from 116 to 66 MB.
+    /// so a few thousand pages hold what it touches: 16 MB is some 3,900 pages, and each bucket being claimed from
+    /// needs a leaf of the pending index and one of the table, plus the trees' upper pages.
+    /// A big cache costs time at every commit: a B-tree rebalance (`balance_nonroot`) swaps page numbers through the
+    /// lock-byte page's number (262,145 at 4 KiB pages, https://www.sqlite.org/fileformat.html#the_lock_byte_page),
+    /// which leaves the cache's largest key far past the end of the database, so the commit's truncation walks the
+    /// whole cache hash table (`pcache1TruncateUnsafe`, SQLite 3.40; seen with perf uprobes). With 64 MB that walk
+    /// took 0.4 ms at some 150 commits a second, 4.3% of the daemon's CPU in bench (a), against 1.2% with 16 MB;
+    /// peak RSS fell from 116 to 66 MB.
     public static let daemonCacheMegabytes = 16
 
     private func migrate() throws {
