@@ -66,7 +66,9 @@ public protocol TaskQueue: JobStore {
     /// Leases up to `limit` runnable tasks (pending, due, in an active job), highest job priority first, to `owner`
     /// until `now + leaseSeconds`. Within a job the tasks are spread across its buckets, each bucket taking no more
     /// than `perBucket` minus what the caller already holds queued for it (`queued`): a throttled bucket's backlog
-    /// must not take every claim and starve the others.
+    /// must not take every claim and starve the others. With many buckets a claim may take runs of tasks from some of
+    /// them rather than a few from each (`SQLiteJobStore.minimumClaimRun`); the next claim goes on from where it
+    /// stopped, so every bucket gets its turn.
     func claim(owner: String, limit: Int, perBucket: Int, queued: [String: Int], now: Double, leaseSeconds: Double) throws
         -> Claim
     /// Records results in one transaction; a result whose lease this owner no longer holds is ignored.

@@ -46,15 +46,38 @@ final class FairnessTests: XCTestCase {
         let h = try EngineHarness(objects: 600, spec: { $0 = .plain(objects: 600, buckets: 3, seed: 3) },
                                   order: { $0.sorted { $0.object.bucket < $1.object.bucket } })
         let now = Date().timeIntervalSince1970
-        let first = try h.store.claim(owner: "w", limit: 90, perBucket: 1000, queued: [:], now: now, leaseSeconds: 60)
+        let first = try h.store.claim(owner: "w", limit: 300, perBucket: 1000, queued: [:], now: now, leaseSeconds: 60)
         XCTAssertEqual(Dictionary(grouping: first.leases, by: \.object.bucket).mapValues(\.count),
-                       ["sim-bucket-0": 30, "sim-bucket-1": 30, "sim-bucket-2": 30])
+                       ["sim-bucket-0": 100, "sim-bucket-1": 100, "sim-bucket-2": 100])
         XCTAssertEqual(first.bucketsWithPending, ["sim-bucket-0", "sim-bucket-1", "sim-bucket-2"])
         // The caller holds 20 of bucket 1 (its limit) and 5 of bucket 2: those have no or less room.
         let second = try h.store.claim(owner: "w", limit: 90, perBucket: 20, queued: ["sim-bucket-1": 20, "sim-bucket-2": 5],
                                        now: now, leaseSeconds: 60)
         XCTAssertEqual(Dictionary(grouping: second.leases, by: \.object.bucket).mapValues(\.count),
                        ["sim-bucket-0": 20, "sim-bucket-2": 15])
-        XCTAssertEqual(Set((first.leases + second.leases).map(\.taskID)).count, 125, "a task was claimed twice")
+        XCTAssertEqual(Set((first.leases + second.leases).map(\.taskID)).count, 335, "a task was claimed twice")
+    }
+
+    /// With more buckets than a claim can serve in runs, it takes runs from some of them (each run dirties a leaf or
+    /// two, where one task from each bucket dirtied two leaves per task), and the next claim goes on from the bucket
+    /// after the last one served: over successive claims every bucket gets its turn, and the same share.
+    func testWithManyBucketsClaimsTakeRunsAndTakeTurns() throws {
+        let run = SQLiteJobStore.minimumClaimRun
+        let h = try EngineHarness(objects: 20 * 2 * run, spec: { $0 = .plain(objects: 20 * 2 * run, buckets: 20, seed: 5) },
+                                  order: { $0.sorted { $0.object.bucket < $1.object.bucket } })
+        let now = Date().timeIntervalSince1970
+        let limit = 4 * run  // an even share would be a fifth of a run from each of the 20 buckets
+        var claims: [[Lease]] = []
+        for _ in 0..<5 {
+            claims.append(try h.store.claim(owner: "w", limit: limit, perBucket: 10 * run, queued: [:], now: now,
+                                            leaseSeconds: 60).leases)
+        }
+        for leases in claims {
+            XCTAssertEqual(Dictionary(grouping: leases, by: \.object.bucket).mapValues(\.count).values.sorted(),
+                           [run, run, run, run], "each claim takes four runs")
+        }
+        let all = claims.flatMap { $0 }
+        XCTAssertEqual(Set(all.map(\.taskID)).count, 20 * run, "a task was claimed twice")
+        XCTAssertEqual(Set(all.map(\.object.bucket)).count, 20, "five claims took their turn at every bucket")
     }
 }
