@@ -7,8 +7,8 @@ extension SQLiteJobStore: TaskQueue {
     /// tasks sit together in the pending index and, as manifests list a bucket's objects together, in the table: a run
     /// of them dirties a leaf or two of each, which the run's outcomes dirty again. Spread evenly instead, a claim of
     /// 1,024 over 2,000 buckets took one task from each: two leaves per task, twice. 300,000 tasks over 2,000 buckets
-    /// (manifest sorted by bucket): 8.7 page writes per task and 9,500–9,900 objects/s with runs of 1; 2.1, 1.5 and
-    /// 1.1 writes with runs of 16, 32 and 64, and 18,400–23,600 objects/s (bench/HISTORY.md, eleventh session).
+    /// (manifest sorted by bucket): 8.7 page writes per task and 9,500–10,600 objects/s with runs of 1; 2.1, 1.5 and
+    /// 1.1 writes with runs of 16, 32 and 64, and 18,200–23,600 objects/s (bench/HISTORY.md, eleventh session).
     public static let minimumClaimRun = 64
 
     public func claim(owner: String, limit: Int, perBucket: Int, queued: [String: Int], now: Double,
