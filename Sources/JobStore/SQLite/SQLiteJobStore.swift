@@ -28,10 +28,19 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
         try db.execute("PRAGMA journal_mode=WAL")
         try db.execute("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-\(cacheMegabytes * 1000); "
             + "PRAGMA temp_store=MEMORY")
+        // Checkpoint every 4,000 WAL pages (16 MB) rather than SQLite's 1,000: a checkpoint copies each page once
+        // however often it changed since the last one, then syncs. In bench (a): 27% fewer reads, 5% fewer writes,
+        // a quarter of the syncs, and 5% less daemon CPU per object on average over six interleaved pairs (lower in
+        // five). https://www.sqlite.org/pragma.html#pragma_wal_autocheckpoint
+        // https://sqlite.org/c3ref/wal_autocheckpoint.html
+        try db.execute("PRAGMA wal_autocheckpoint=\(Self.checkpointPages)")
         try migrate()
     }
 
     public static let schemaVersion = Schema.migrations.count
+
+    /// WAL pages between automatic checkpoints (see `init`).
+    static let checkpointPages = 4000
 
     /// The page cache `reencryptd run` opens with. Small on purpose. The daemon's reads and writes move through the
     /// store in order (claims walk each bucket's pending tasks in rowid order, outcomes update the rows just claimed),
