@@ -195,6 +195,18 @@ final class SQLiteJobStoreTests: XCTestCase {
         XCTAssertEqual(try store.leaseHolders(), [])
     }
 
+    /// Releasing puts back only tasks the owner still holds in flight: not another worker's, not one already recorded.
+    func testReleaseReturnsOnlyTheOwnersTasksStillInFlight() throws {
+        try submitTen()
+        let a = try store.claim(owner: "a", limit: 6, now: 100, leaseSeconds: 60)
+        let b = try store.claim(owner: "b", limit: 4, now: 100, leaseSeconds: 60)
+        XCTAssertEqual(try store.record([succeeded(a[0])], owner: "a", now: 101), 1)
+        try store.release(taskIDs: a.map(\.taskID) + b.map(\.taskID), owner: "a")
+        XCTAssertEqual(try store.summaries(now: 0).first?.tasks, [.pending: 5, .inFlight: 4, .succeeded: 1])
+        XCTAssertTrue(try store.countersAgreeWithTasks())
+        XCTAssertEqual(try store.record(b.map(succeeded), owner: "b", now: 102), 4, "b's tasks stayed b's")
+    }
+
     /// A clean exit ends the owner's lease and returns what it still holds; other owners keep theirs, and leases that
     /// expire together are returned together.
     func testEndingALeaseReturnsOnlyThatOwnersTasks() throws {

@@ -215,6 +215,13 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
         try addCounts(db, jobID: jobID, state: state, outcome: outcome, delta: delta)
     }
 
+    /// Counts `n` of a job's tasks as moved from one state (and outcome) to another; inside the move's transaction.
+    func moveCounts(_ db: Database, jobID: Int64, _ n: Int, from: TaskState, outcome: OutcomeClass? = nil,
+                    to: TaskState) throws {
+        try addCounts(db, jobID: jobID, state: from, outcome: outcome, delta: -n)
+        try addCounts(db, jobID: jobID, state: to, outcome: nil, delta: n)
+    }
+
     /// Keeps `task_counts` in step with a transition; call inside the transition's transaction.
     func addCounts(_ db: Database, jobID: Int64, state: TaskState, outcome: OutcomeClass?, delta: Int) throws {
         guard delta != 0 else { return }

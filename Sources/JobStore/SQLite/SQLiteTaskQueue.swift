@@ -73,10 +73,7 @@ extension SQLiteJobStore: TaskQueue {
                         claimedPerBucket[bucket, default: 0] += batch.count - before
                         setClaimCursor(jobID, bucket)
                     }
-                    if !batch.isEmpty {
-                        try addCounts(db, jobID: jobID, state: .pending, outcome: nil, delta: -batch.count)
-                        try addCounts(db, jobID: jobID, state: .inFlight, outcome: nil, delta: batch.count)
-                    }
+                    if !batch.isEmpty { try moveCounts(db, jobID: jobID, batch.count, from: .pending, to: .inFlight) }
                     claimed += batch
                 }
                 if !claimed.isEmpty {
@@ -159,23 +156,17 @@ extension SQLiteJobStore: TaskQueue {
         guard !taskIDs.isEmpty else { return }
         try withDatabase { db in
             try db.writeTransaction {
-                let find = try db.prepare("SELECT job_id FROM tasks WHERE id = ? AND state = 'in_flight' AND lease_owner = ?")
-                let put = try db.prepare("UPDATE tasks SET state = 'pending', lease_owner = NULL WHERE id = ?")
+                let put = try db.prepare("""
+                    UPDATE tasks SET state = 'pending', lease_owner = NULL WHERE id = ? AND state = 'in_flight' AND lease_owner = ?
+                    RETURNING job_id
+                    """)
                 var perJob: [Int64: Int] = [:]
                 for id in taskIDs {
-                    find.bind(1, id)
-                    find.bind(2, owner)
-                    var job: Int64?
-                    try find.forEachRow { job = $0.int64(0) }
-                    guard let job else { continue }
                     put.bind(1, id)
-                    try put.run()
-                    perJob[job, default: 0] += 1
+                    put.bind(2, owner)
+                    try put.forEachRow { perJob[$0.int64(0), default: 0] += 1 }
                 }
-                for (job, n) in perJob {
-                    try addCounts(db, jobID: job, state: .inFlight, outcome: nil, delta: -n)
-                    try addCounts(db, jobID: job, state: .pending, outcome: nil, delta: n)
-                }
+                for (job, n) in perJob { try moveCounts(db, jobID: job, n, from: .inFlight, to: .pending) }
             }
         }
     }
@@ -262,10 +253,7 @@ extension SQLiteJobStore: TaskQueue {
         bind(put)
         var perJob: [Int64: Int] = [:]
         try put.forEachRow { perJob[$0.int64(0), default: 0] += 1 }
-        for (job, n) in perJob {
-            try addCounts(db, jobID: job, state: .inFlight, outcome: nil, delta: -n)
-            try addCounts(db, jobID: job, state: .pending, outcome: nil, delta: n)
-        }
+        for (job, n) in perJob { try moveCounts(db, jobID: job, n, from: .inFlight, to: .pending) }
         return perJob.values.reduce(0, +)
     }
 
@@ -297,10 +285,7 @@ extension SQLiteJobStore: TaskQueue {
                     put.bind(2, c.rawValue)
                     try put.run()
                     let n = db.changes
-                    if n > 0 {
-                        try addCounts(db, jobID: jobID, state: .failed, outcome: c, delta: -n)
-                        try addCounts(db, jobID: jobID, state: .pending, outcome: nil, delta: n)
-                    }
+                    if n > 0 { try moveCounts(db, jobID: jobID, n, from: .failed, outcome: c, to: .pending) }
                     total += n
                 }
                 if total > 0 {
