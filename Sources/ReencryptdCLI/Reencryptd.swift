@@ -72,8 +72,10 @@ struct GlobalOptions: ParsableArguments {
                                      environment: environment, flags: all)
     }
 
-    func openStore(_ configuration: Configuration, cacheMegabytes: Int = 32) throws -> SQLiteJobStore {
-        try SQLiteJobStore(path: configuration.store.path, cacheMegabytes: cacheMegabytes)
+    /// The job store. Only `submit` and `run` create it (`run` so that a daemon can start before the first job):
+    /// the commands that act on existing jobs fail on a missing file rather than create an empty one at a mistyped path.
+    func openStore(_ configuration: Configuration, cacheMegabytes: Int = 32, create: Bool = false) throws -> SQLiteJobStore {
+        try SQLiteJobStore(path: configuration.store.path, cacheMegabytes: cacheMegabytes, create: create)
     }
 }
 

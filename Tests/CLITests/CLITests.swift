@@ -65,6 +65,26 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try SQLiteJobStore(path: db).summaries(now: 0).first?.total, 2)
     }
 
+    func testCommandsOnExistingJobsRefuseAMissingStoreAndCreateNothing() async throws {
+        let missing = dir.appendingPathComponent("mistyped.sqlite3").path
+        let commands: [[String]] = [["status"], ["status", "--json"], ["pause", "--job", "j"], ["resume", "--job", "j"],
+                                    ["cancel", "--job", "j"], ["retry", "--job", "j"],
+                                    ["report", "--job", "j", "--output", dir.appendingPathComponent("out").path]]
+        for command in commands {
+            let rc = await Reencryptd.main(arguments: [command[0], "--db", missing] + command.dropFirst())
+            XCTAssertEqual(rc, 2, "\(command.joined(separator: " ")) on a missing store")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [],
+                           "\(command.joined(separator: " ")) left something behind")
+        }
+        XCTAssertTrue(StoreNotFound(path: missing).description.contains(missing), "the error names the path")
+        // submit creates the store; the same commands then work.
+        let manifest = try write("m.csv", "b-1,k1\n")
+        var rc = await reencryptd("submit", "--db", missing, "--job", "j", "--kms-key-arn", arn, manifest)
+        XCTAssertEqual(rc, 0)
+        rc = await reencryptd("pause", "--db", missing, "--job", "j")
+        XCTAssertEqual(rc, 0)
+    }
+
     func testPauseResumeCancelChangeTheStoredState() async throws {
         let manifest = try write("m.csv", "b-1,k1\n")
         _ = await reencryptd("submit", "--db", db, "--job", "j", "--kms-key-arn", arn, manifest)

@@ -1,4 +1,5 @@
 import CSQLite
+import Domain
 import Foundation
 
 /// A failed SQLite call: the result code, SQLite's message and the statement, so a person can act on it.
@@ -20,6 +21,18 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// A command that only works on existing jobs was pointed at a job store that does not exist: most likely a mistyped
+/// `--db` or `[store] path`. Opening would have created an empty store there and reported "no jobs".
+public struct StoreNotFound: InputError, Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    public var description: String {
+        "there is no job store at \(path) (`reencryptd submit` creates one; check --db, or [store] path in the configuration)"
+    }
+}
+
 /// One SQLite connection. Not thread-safe by itself: the owner (`SQLiteJobStore`) serialises access with a lock.
 final class Database {
     let handle: OpaquePointer
@@ -28,15 +41,19 @@ final class Database {
     /// Process-wide settings, made once before the first connection opens.
     private static let configured: Void = { _ = reencryptd_sqlite_disable_memstatus() }()
 
-    init(path: String) throws {
+    /// `create`: make the file if it is missing; otherwise a missing file is `StoreNotFound`.
+    init(path: String, create: Bool = true) throws {
         Self.configured
         var db: OpaquePointer?
         // NOMUTEX: the store serialises calls itself, so SQLite's own mutex would only add cost.
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             if let db { sqlite3_close_v2(db) }
+            if !create, rc & 0xFF == SQLITE_CANTOPEN, !FileManager.default.fileExists(atPath: path) {
+                throw StoreNotFound(path: path)
+            }
             throw StoreError(code: rc, message: message, sql: nil, path: path)
         }
         handle = db

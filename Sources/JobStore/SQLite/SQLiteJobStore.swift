@@ -18,9 +18,11 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
     ///   - busyTimeoutMilliseconds: how long a call waits for another process's write lock.
     ///   - cacheMegabytes: SQLite's page cache. 32 MB suits `submit` (its peak RSS stays under 100 MB); the daemon
     ///     opens with `daemonCacheMegabytes`.
-    public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000, cacheMegabytes: Int = 32) throws {
+    /// `create`: make the database file if it is missing (`submit`, `run`); when false, a missing file throws
+    /// `StoreNotFound` instead of leaving an empty store behind.
+    public init(path: String, busyTimeoutMilliseconds: Int32 = 10_000, cacheMegabytes: Int = 32, create: Bool = true) throws {
         self.path = path
-        db = try Database(path: path)
+        db = try Database(path: path, create: create)
         sqlite3_busy_timeout(db.handle, busyTimeoutMilliseconds)
         // WAL: `status` and `submit` read while `run` writes. synchronous=NORMAL is durable against a process
         // crash (kill -9) in WAL mode; only an OS crash or power loss can lose the last commits.

@@ -26,7 +26,7 @@ struct Run: ParsableCommand {
         let configuration = try global.loadConfiguration(flags: flags)
         let stopDate = try stopAt.map { try Self.nextOccurrence(of: $0, after: Date()) }
         let logger = Logs.logger(configuration.log)
-        let store = try global.openStore(configuration, cacheMegabytes: SQLiteJobStore.daemonCacheMegabytes)
+        let store = try global.openStore(configuration, cacheMegabytes: SQLiteJobStore.daemonCacheMegabytes, create: true)
         let client = try S3Wiring.client(configuration)
         defer { client.shutdown() }
         var engineConfiguration = EngineWiring.configuration(configuration)

@@ -52,7 +52,7 @@ struct Submit: AsyncParsableCommand {
         let spec = JobSpec(name: job, kmsKeyARN: try KMSKeyARN(kmsKeyARN), bucketKeyEnabled: bucketKey,
                            expectedBucketOwner: try expectedBucketOwner.map { try AccountID($0) }, priority: priority)
         let configuration = try global.loadConfiguration()
-        let store = try global.openStore(configuration)
+        let store = try global.openStore(configuration, create: true)
         // s3:// manifests are fetched first (streamed to a private folder), then read like local ones.
         var paths = manifests
         var scratch: URL?
