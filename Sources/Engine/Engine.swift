@@ -668,7 +668,11 @@ public final class Engine: @unchecked Sendable {
         inFlight.removeAll()
         timer?.cancel()
         timer = nil
+        // This daemon no longer works on its jobs: `status` should show no rate and no ETA for them now, not for the
+        // 30 s it would otherwise take the last reported rate to count as stale.
+        let stoppedRates = jobRates.mapValues { _ in 0.0 }
         storeQueue.async { [self] in
+            do { try store.reportRates(stoppedRates, now: Self.now()) } catch { logger.error("cannot clear the job rates: \(error)") }
             if !leftover.isEmpty {
                 logger.warning("\(leftover.count) calls did not finish within the grace period; their tasks go back to the queue")
                 try? store.release(taskIDs: leftover, owner: configuration.owner)

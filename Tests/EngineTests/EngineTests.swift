@@ -141,6 +141,31 @@ final class EngineTests: XCTestCase {
 
 final class DaemonModeTests: XCTestCase {
     /// Without --until-idle the daemon keeps running, and a job whose tasks have all finished becomes complete.
+    func testAStoppedDaemonLeavesNoRateOrETAInStatus() throws {
+        let h = try EngineHarness(objects: 2_000) { $0.broken = 0 }
+        var c = EngineHarness.fastConfiguration()
+        c.untilIdle = false
+        c.maxRPS = 200  // some 10 s of work: the job is still running when the daemon stops
+        let engine = Engine(store: h.store, client: h.client, configuration: c, logger: h.quietLogger)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        // While it runs, status shows its rate and an ETA.
+        let deadline = Date().addingTimeInterval(30)
+        var running: JobSummary?
+        while Date() < deadline {
+            running = try h.store.summaries(now: Date().timeIntervalSince1970).first
+            if let r = running, r.ratePerSecond > 0, r.etaSeconds != nil { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        XCTAssertGreaterThan(running?.ratePerSecond ?? 0, 0, "a running daemon reports its rate")
+        engine.requestStop()
+        done.wait()
+        let stopped = try XCTUnwrap(h.store.summaries(now: Date().timeIntervalSince1970).first)
+        XCTAssertGreaterThan(stopped.remaining, 0, "the job must still have work left for the ETA to mean anything")
+        XCTAssertEqual(stopped.ratePerSecond, 0)
+        XCTAssertNil(stopped.etaSeconds)
+    }
+
     func testARunningDaemonMarksFinishedJobsComplete() throws {
         let h = try EngineHarness(objects: 200) { $0.broken = 0 }
         var c = EngineHarness.fastConfiguration()
