@@ -53,7 +53,10 @@ final class DaemonProcessTests: XCTestCase {
         var faults = SimFaults()
         faults.latency = .fixed(milliseconds: 5)
         h.simulator.service.faults = faults
-        let env = ["REENCRYPTD_ENGINE_LEASE_SECONDS": "5", "REENCRYPTD_ENGINE_CONCURRENCY": "32"]
+        // A global ceiling of 1,500/s keeps the run some 2 s long, so the kill lands mid-run even if this test's
+        // polling thread is held up for a second on a busy machine.
+        let env = ["REENCRYPTD_ENGINE_LEASE_SECONDS": "5", "REENCRYPTD_ENGINE_CONCURRENCY": "32",
+                   "REENCRYPTD_ENGINE_MAX_RPS": "1500"]
         let first = try Self.start(h, [], env: env)
         try waitUntil(60, "progress before the kill") { (try tasks(h)[.succeeded] ?? 0) >= 300 }
         kill(first.processIdentifier, SIGKILL)
