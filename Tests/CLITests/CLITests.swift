@@ -122,6 +122,15 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(text.contains("job j: failed (failure threshold crossed)"), text)
         XCTAssertTrue(text.contains("skipped-sse-c 1"), text)
         XCTAssertTrue(text.contains("progress   1/2 (50.0%)"), text)
+        XCTAssertTrue(text.contains("rate       0.0/s"), "an unfinished job shows that nothing is working on it: \(text)")
+        // A finished job with no daemon on it shows no rate at all.
+        _ = try store.submit(JobSpec(name: "done", kmsKeyARN: try KMSKeyARN(arn)), now: 4) { sink in
+            _ = try sink.add(ObjectRef(bucket: "b-1", key: "c"), skippedAs: .skippedSSEC)
+        }
+        let both = StatusView.text(try store.summaries(now: 5))
+        let finished = try XCTUnwrap(both.components(separatedBy: "job done:").last)
+        XCTAssertTrue(finished.contains("progress   1/1 (100.0%)"), both)
+        XCTAssertFalse(finished.contains("rate"), both)
     }
 }
 

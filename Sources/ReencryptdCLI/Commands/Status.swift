@@ -93,9 +93,12 @@ public enum StatusView {
                 let ordered = s.outcomes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key.rawValue < $1.key.rawValue }
                 lines.append("  outcomes   " + ordered.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             }
-            var rate = "  rate       \(String(format: "%.1f", s.ratePerSecond))/s"
-            if let eta = s.etaSeconds, s.remaining > 0 { rate += ", ETA \(formatDuration(eta))" }
-            lines.append(rate)
+            // A finished job that no daemon is working on has no rate to show.
+            if s.remaining > 0 || s.ratePerSecond > 0 {
+                var rate = "  rate       \(String(format: "%.1f", s.ratePerSecond))/s"
+                if let eta = s.etaSeconds, s.remaining > 0 { rate += ", ETA \(formatDuration(eta))" }
+                lines.append(rate)
+            }
         }
         return lines.joined(separator: "\n")
     }
