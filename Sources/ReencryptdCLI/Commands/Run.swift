@@ -26,7 +26,14 @@ struct Run: ParsableCommand {
         let configuration = try global.loadConfiguration(flags: flags)
         let stopDate = try stopAt.map { try Self.nextOccurrence(of: $0, after: Date()) }
         let logger = Logs.logger(configuration.log)
+        // A daemon may start before the first job is submitted, so it creates a missing store; it says so, since a
+        // mistyped --db otherwise shows only as a daemon with nothing to do.
+        let storeExisted = FileManager.default.fileExists(atPath: configuration.store.path)
         let store = try global.openStore(configuration, cacheMegabytes: SQLiteJobStore.daemonCacheMegabytes, create: true)
+        if !storeExisted {
+            let path = configuration.store.path
+            logger.notice("created an empty job store at \(path): add jobs with `reencryptd submit --db \(path)`")
+        }
         let client = try S3Wiring.client(configuration)
         defer { client.shutdown() }
         var engineConfiguration = EngineWiring.configuration(configuration)
