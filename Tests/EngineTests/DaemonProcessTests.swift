@@ -130,31 +130,29 @@ final class DaemonProcessTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("new.sqlite3").path
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
-        p.arguments = ["run", "--db", path, "--until-idle"]
-        // No job, so no call is made; the endpoint is a closed loopback port all the same.
-        p.environment = ["REENCRYPTD_CONFIG": "/dev/null", "REENCRYPTD_S3_ENDPOINT": "http://127.0.0.1:9",
-                         "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_EC2_METADATA_DISABLED": "true"]
-        let stderr = Pipe()
-        p.standardError = stderr
-        try p.run()
-        let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, output)
+        /// `run --until-idle` on `path`: its exit status and what it logged.
+        func runUntilIdle() throws -> (status: Int32, log: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Self.binary)
+            p.arguments = ["run", "--db", path, "--until-idle"]
+            // No job, so no call is made; the endpoint is a closed loopback port all the same.
+            p.environment = ["REENCRYPTD_CONFIG": "/dev/null", "REENCRYPTD_S3_ENDPOINT": "http://127.0.0.1:9",
+                             "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+                             "AWS_EC2_METADATA_DISABLED": "true"]
+            let stderr = Pipe()
+            p.standardError = stderr
+            try p.run()
+            let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (p.terminationStatus, log)
+        }
+        let first = try runUntilIdle()
+        XCTAssertEqual(first.status, 0, first.log)
         XCTAssertTrue(FileManager.default.fileExists(atPath: path))
-        XCTAssertTrue(output.contains("created an empty job store at \(path)"), output)
+        XCTAssertTrue(first.log.contains("created an empty job store at \(path)"), first.log)
         // A second start finds it and says nothing of the kind.
-        let again = Process()
-        again.executableURL = p.executableURL
-        again.arguments = p.arguments
-        again.environment = p.environment
-        let stderr2 = Pipe()
-        again.standardError = stderr2
-        try again.run()
-        let output2 = String(decoding: stderr2.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        again.waitUntilExit()
-        XCTAssertEqual(again.terminationStatus, 0, output2)
-        XCTAssertFalse(output2.contains("created an empty job store"), output2)
+        let second = try runUntilIdle()
+        XCTAssertEqual(second.status, 0, second.log)
+        XCTAssertFalse(second.log.contains("created an empty job store"), second.log)
     }
 }
