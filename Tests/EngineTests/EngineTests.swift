@@ -107,9 +107,17 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(h.run(c), .idle)
         let job = try XCTUnwrap(h.store.job(named: "job"))
         XCTAssertEqual(job.state, .failed)
-        XCTAssertTrue(job.stateReason?.contains("failure threshold crossed") ?? false, job.stateReason ?? "")
+        let reason = try XCTUnwrap(job.stateReason)
+        XCTAssertTrue(reason.contains("failure threshold crossed"), reason)
+        // It names what to fix (the commonest failure, with an example of its error) and how to go on.
+        XCTAssertTrue(reason.contains("most of them access-denied ("), reason)
+        XCTAssertTrue(reason.contains("e.g. HTTP 403 AccessDenied: "), reason)
+        XCTAssertTrue(reason.contains("`reencryptd retry --job job`"), reason)
         let summary = try XCTUnwrap(h.store.summaries(now: 0).first)
         XCTAssertGreaterThan(summary.tasks[.pending] ?? 0, 0, "the job stopped before burning through every object")
+        // `retry` puts the failures back and the job goes on.
+        XCTAssertGreaterThan(try h.store.retry(job: "job", outcomes: [], now: Date().timeIntervalSince1970), 0)
+        XCTAssertEqual(try h.store.job(named: "job")?.state, .active)
     }
 
     func testBackoffIsStoredAsTheNextAttemptTime() throws {

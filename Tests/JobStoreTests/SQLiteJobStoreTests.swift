@@ -207,6 +207,28 @@ final class SQLiteJobStoreTests: XCTestCase {
         XCTAssertEqual(try store.record(b.map(succeeded), owner: "b", now: 102), 4, "b's tasks stayed b's")
     }
 
+    /// `retry` reopens a finished job (complete, or failed at the threshold) but leaves a paused one paused: the
+    /// operator paused it and only `resume` lets it run.
+    func testRetryReopensAFinishedJobButNotAPausedOne() throws {
+        try submitTen()
+        let leases = try store.claim(owner: "a", limit: 10, now: 100, leaseSeconds: 60)
+        let denied = { (l: Lease) in
+            TaskResult(taskID: l.taskID, jobID: l.jobID, disposition: .terminal(.accessDenied), attempts: 1, errors: 0,
+                       throttles: 0, httpStatus: 403, errorCode: "AccessDenied", errorMessage: "Access Denied", requestID: "r")
+        }
+        XCTAssertEqual(try store.record(leases.map(denied), owner: "a", now: 101), 10)
+        XCTAssertEqual(try store.completeFinishedJobs(now: 102).map(\.spec.name), ["j"])
+        XCTAssertEqual(try store.retry(job: "j", outcomes: [.accessDenied], now: 103), 10)
+        XCTAssertEqual(try store.job(named: "j")?.state, .active, "a complete job runs again")
+        let again = try store.claim(owner: "a", limit: 10, now: 104, leaseSeconds: 60)
+        XCTAssertEqual(try store.record(again.map(denied), owner: "a", now: 105), 10)
+        try store.setState(ofJob: "j", to: .paused, reason: nil, now: 106)
+        XCTAssertEqual(try store.retry(job: "j", outcomes: [], now: 107), 10)
+        XCTAssertEqual(try store.job(named: "j")?.state, .paused, "a paused job stays paused")
+        XCTAssertEqual(try store.summaries(now: 0).first?.tasks[.pending], 10)
+        XCTAssertTrue(try store.countersAgreeWithTasks())
+    }
+
     /// A clean exit ends the owner's lease and returns what it still holds; other owners keep theirs, and leases that
     /// expire together are returned together.
     func testEndingALeaseReturnsOnlyThatOwnersTasks() throws {

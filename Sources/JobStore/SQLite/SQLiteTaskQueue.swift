@@ -289,7 +289,11 @@ extension SQLiteJobStore: TaskQueue {
                     total += n
                 }
                 if total > 0 {
-                    let reopen = try db.prepare("UPDATE jobs SET state = 'active', state_reason = NULL, updated_at = ? WHERE id = ?")
+                    // A finished job (complete, or failed at the threshold) runs again; a paused one waits for `resume`.
+                    let reopen = try db.prepare("""
+                        UPDATE jobs SET state = 'active', state_reason = NULL, updated_at = ?
+                        WHERE id = ? AND state IN ('complete', 'failed')
+                        """)
                     reopen.bind(1, now)
                     reopen.bind(2, jobID)
                     try reopen.run()
@@ -323,31 +327,66 @@ extension SQLiteJobStore: TaskQueue {
         try withDatabase { db in
             try db.writeTransaction {
                 let find = try db.prepare("""
-                    SELECT j.name,
+                    SELECT j.name, j.id,
                         coalesce(sum(CASE WHEN c.state = 'failed' THEN c.n END), 0),
                         coalesce(sum(CASE WHEN c.state IN ('failed', 'succeeded') THEN c.n END), 0)
                     FROM jobs j JOIN task_counts c ON c.job_id = j.id
                     WHERE j.state = 'active' GROUP BY j.id
                     """)
-                var crossed: [(String, Int, Int)] = []
+                var crossed: [(name: String, id: Int64, failed: Int, finished: Int)] = []
                 try find.forEachRow { r in
-                    let failed = r.int(1), finished = r.int(2)
+                    let failed = r.int(2), finished = r.int(3)
                     if finished >= max(1, minTasks), Double(failed) * 100 > percent * Double(finished) {
-                        crossed.append((r.string(0), failed, finished))
+                        crossed.append((r.string(0), r.int64(1), failed, finished))
                     }
                 }
                 let set = try db.prepare("UPDATE jobs SET state = 'failed', state_reason = ?, updated_at = ? WHERE name = ?")
-                for (name, failed, finished) in crossed {
-                    let share = Double(failed) * 100 / Double(finished)
-                    set.bind(1, String(format: "failure threshold crossed: %d of %d finished tasks failed (%.1f%% > %.0f%%); "
-                        + "check the outcomes, fix the cause, then `reencryptd resume --job %@`", failed, finished, share, percent, name))
+                for job in crossed {
+                    let share = Double(job.failed) * 100 / Double(job.finished)
+                    var reason = String(format: "failure threshold crossed: %d of %d finished tasks failed (%.1f%% > %.0f%%)",
+                                        job.failed, job.finished, share, percent)
+                    if let cause = try commonestFailure(db, jobID: job.id) { reason += ", most of them \(cause)" }
+                    reason += "; fix the cause, then `reencryptd retry --job \(job.name)` to run the failed tasks again and go "
+                        + "on, or `reencryptd resume --job \(job.name)` to go on without them"
+                    set.bind(1, reason)
                     set.bind(2, now)
-                    set.bind(3, name)
+                    set.bind(3, job.name)
                     try set.run()
                 }
-                return try crossed.compactMap { try fetchJob(named: $0.0) }
+                return try crossed.compactMap { try fetchJob(named: $0.name) }
             }
         }
+    }
+
+    /// The job's commonest failure class with one example of its error, e.g.
+    /// `access-denied (1015; e.g. HTTP 403 SignatureDoesNotMatch: The request signature we calculated…)`, so that the
+    /// reason a job paused itself names what to fix. The class comes from the counters; the example is the first such
+    /// task in table order (claims go in that order, so it is found among the first rows read).
+    private func commonestFailure(_ db: Database, jobID: Int64) throws -> String? {
+        let top = try db.prepare("""
+            SELECT outcome, n FROM task_counts WHERE job_id = ? AND state = 'failed' AND n > 0 ORDER BY n DESC, outcome LIMIT 1
+            """)
+        top.bind(1, jobID)
+        var found: (outcome: String, n: Int)?
+        try top.forEachRow { found = ($0.string(0), $0.int(1)) }
+        guard let found else { return nil }
+        let example = try db.prepare("""
+            SELECT http_status, error_code, error_message FROM tasks NOT INDEXED
+            WHERE job_id = ? AND state = 'failed' AND outcome = ? LIMIT 1
+            """)
+        example.bind(1, jobID)
+        example.bind(2, found.outcome)
+        var text = "\(found.outcome) (\(found.n)"
+        try example.forEachRow { r in
+            var parts: [String] = []
+            if r.int(0) > 0 { parts.append("HTTP \(r.int(0))") }
+            if !r.string(1).isEmpty { parts.append(r.string(1)) }
+            var line = parts.joined(separator: " ")
+            let message = r.string(2)
+            if !message.isEmpty { line += (line.isEmpty ? "" : ": ") + (message.count > 160 ? message.prefix(160) + "…" : message) }
+            if !line.isEmpty { text += "; e.g. " + line }
+        }
+        return text + ")"
     }
 
     public func reportRates(_ perSecond: [Int64: Double], now: Double) throws {

@@ -21,7 +21,13 @@ struct Retry: ParsableCommand {
         }
         let store = try global.openStore(try global.loadConfiguration())
         let n = try store.retry(job: job, outcomes: classes, now: now())
-        print("job \(job): \(n) failed tasks back in the queue" + (n > 0 ? "; `reencryptd run` will process them" : ""))
+        var next = ""
+        if n > 0 {
+            next = try store.job(named: job)?.state == .paused
+                ? "; the job is paused: `reencryptd resume --job \(job)` lets `reencryptd run` process them"
+                : "; `reencryptd run` will process them"
+        }
+        print("job \(job): \(n) failed tasks back in the queue" + next)
     }
 }
 
