@@ -44,6 +44,8 @@ public struct EngineProgress: Sendable {
     public var tightestBucketLimit: Double?
     /// Committed terminal outcomes by class.
     public var outcomes: [OutcomeClass: Int] = [:]
+    /// Whether calls are held because S3 cannot be reached (see `EndpointBreaker`).
+    public var s3Unreachable = false
     /// Answers by HTTP status (0: no answer: reset, timeout, refused).
     public var responsesByStatus: [Int: Int] = [:]
     /// Request latency histogram: counts per upper bound in `LatencyHistogram.bounds` (+Inf last), sum and count.
@@ -123,6 +125,8 @@ public final class Engine: @unchecked Sendable {
     private var stopReason: EngineStop?
     private var drainDeadline: Double?
     @exclusivity(unchecked) private var global: TokenBucket
+    /// Holds calls while S3 cannot be reached at all (see `EndpointBreaker`).
+    @exclusivity(unchecked) private var breaker = EndpointBreaker()
     /// Every KMS key's limits, by ARN.
     private var keyLanes: [String: KeyLane] = [:]
     @exclusivity(unchecked) private var rng = SystemRandomNumberGenerator()
@@ -225,7 +229,7 @@ public final class Engine: @unchecked Sendable {
         // One transport wake-up for the round, so these calls start now rather than at the transport's next poll.
         defer { if sent > 0 { client.flush() } }
         while inFlight.count < configuration.concurrency, !rotation.isEmpty, skipped < rotation.count {
-            guard global.available(now: now) else { return }
+            guard global.available(now: now), breaker.allowsCall(now: now) else { return }
             let lane = rotation.removeFirst()
             guard let lease = lane.ready.first else {
                 lane.inRotation = false
@@ -252,6 +256,7 @@ public final class Engine: @unchecked Sendable {
             lane.ceiling.take(now: now)
             info.key.ceiling?.take(now: now)
             send(lease, lane: lane, info: info, now: now)
+            breaker.sent()
             sent += 1
         }
     }
@@ -385,6 +390,10 @@ public final class Engine: @unchecked Sendable {
             lane.adaptive.recordResponse(throttled: throttled && !kmsThrottle, sentAt: sentAt, now: now)
             key.adaptive.recordResponse(throttled: kmsThrottle, sentAt: sentAt, now: now)
         }
+        // No answer from S3 at all (refused, reset, timed out, no credentials), or a 5xx that is not throttling.
+        var unreachable = false
+        if case .retryable(.transient) = classification { unreachable = (status ?? 0) == 0 || (status ?? 0) >= 500 }
+        if let event = breaker.record(unreachable: unreachable, now: now) { breakerChanged(event, error: error, now: now) }
         let attempts = lease.attempts + 1
         var errors = lease.errors
         var throttles = lease.throttles
@@ -394,6 +403,9 @@ public final class Engine: @unchecked Sendable {
             disposition = .terminal(.succeeded)
         case .terminal(let outcome):
             disposition = .terminal(outcome)
+        case .retryable where unreachable && breaker.isOpen:
+            // S3 is down, not this object: the task waits for it without spending its retry budget.
+            disposition = .retry(notBefore: now)
         case .retryable, .clockSkew, .wrongRegion, .expiredCredentials:
             if throttled { throttles += 1; progress.throttled += 1 } else { errors += 1 }
             if configuration.retry.exhausted(errors: errors, throttles: throttles) {
@@ -409,6 +421,24 @@ public final class Engine: @unchecked Sendable {
                                   errorCode: error.map { $0.code.isEmpty ? "ConnectionError" : $0.code },
                                   errorMessage: error.map { $0.message }, requestID: requestID))
         if results.count >= 1000, !recording { flushResults() }
+    }
+
+    private func breakerChanged(_ event: EndpointBreaker.Event, error: S3Error?, now: Double) {
+        let wait = String(format: "%.0f s", breaker.probeAt - now)
+        switch event {
+        case .opened:
+            progress.s3Unreachable = true
+            let last = error.map { " (last: \($0.code.isEmpty ? "" : $0.code + ": ")\($0.message))" } ?? ""
+            let message = "S3 unreachable: the last \(EndpointBreaker.tripAfter) calls got no answer or a 5xx\(last); holding "
+                + "all calls and trying one in \(wait); tasks keep their retry budget meanwhile"
+            logger.error("\(message)")
+        case .stillUnreachable:
+            let last = error.map { " (\($0.message))" } ?? ""
+            logger.warning("S3 still unreachable\(last); trying again in \(wait)")
+        case .closed:
+            progress.s3Unreachable = false
+            logger.notice("S3 answers again: resuming calls")
+        }
     }
 
     private func flushResults() {

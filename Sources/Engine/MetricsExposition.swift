@@ -28,6 +28,8 @@ public enum MetricsExposition {
         out += "reencryptd_tasks_queued \(p.queued)\n"
         family("reencryptd_rate_limit_requests_per_second", "gauge", "The tightest adaptive per-bucket limit (absent when none applies).")
         if let limit = p.tightestBucketLimit { out += "reencryptd_rate_limit_requests_per_second \(limit)\n" }
+        family("reencryptd_s3_unreachable", "gauge", "1 while calls are held because S3 cannot be reached, else 0.")
+        out += "reencryptd_s3_unreachable \(p.s3Unreachable ? 1 : 0)\n"
         family("reencryptd_objects_per_second", "gauge", "Objects finished per second, smoothed.")
         out += "reencryptd_objects_per_second \(p.ratePerSecond)\n"
         family("reencryptd_request_duration_seconds", "histogram", "UpdateObjectEncryption latency.")

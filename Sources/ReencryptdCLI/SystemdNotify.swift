@@ -53,6 +53,7 @@ final class SystemdNotifier: @unchecked Sendable {
             let p = engine.snapshot
             var message = String(format: "STATUS=%d done (%d succeeded, %d failed), %.0f objects/s, %d in flight",
                                  p.recorded, p.succeeded, p.failed, p.ratePerSecond, p.inFlight)
+            if p.s3Unreachable { message += "; S3 unreachable, calls held" }
             if watchdog != nil { message += "\nWATCHDOG=1" }
             self.send(message)
         }

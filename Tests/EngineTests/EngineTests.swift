@@ -1,7 +1,7 @@
 import Domain
 @testable import Engine
 import Foundation
-import JobStore
+@testable import JobStore
 import S3
 import S3Sim
 import XCTest
@@ -118,6 +118,44 @@ final class EngineTests: XCTestCase {
         // `retry` puts the failures back and the job goes on.
         XCTAssertGreaterThan(try h.store.retry(job: "job", outcomes: [], now: Date().timeIntervalSince1970), 0)
         XCTAssertEqual(try h.store.job(named: "job")?.state, .active)
+    }
+
+    /// S3 answers nothing but 500s for a while: the engine holds its calls instead of letting every task use up its
+    /// retry budget, probes, and once S3 answers again every task ends with the class its object calls for.
+    func testAnOutageHoldsCallsAndCostsNoRetryBudget() throws {
+        let h = try EngineHarness(objects: 600) { $0.broken = 0 }
+        var outage = SimFaults()
+        outage.errorRate = 1
+        h.simulator.service.faults = outage
+        let engine = Engine(store: h.store, client: h.client, configuration: EngineHarness.fastConfiguration(),
+                            logger: h.quietLogger)
+        let stop = LockedValue<EngineStop?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            stop.set(EngineHarness.run(engine, within: 60, stuck: "the run never finished after the outage"))
+            done.signal()
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, !engine.snapshot.s3Unreachable { Thread.sleep(forTimeInterval: 0.01) }
+        XCTAssertTrue(engine.snapshot.s3Unreachable, "the engine saw the outage")
+        // With 4 attempts and backoff of at most 50 ms, a second of outage would otherwise exhaust every task.
+        Thread.sleep(forTimeInterval: 1.5)
+        h.simulator.service.faults = SimFaults()
+        done.wait()
+        XCTAssertEqual(stop.get(), .idle)
+        XCTAssertFalse(engine.snapshot.s3Unreachable)
+        let outcomes = try h.outcomes()
+        for e in h.population.entries { XCTAssertEqual(outcomes[e.object] ?? nil, e.expectedViaCSV, "\(e.object)") }
+        XCTAssertTrue(try h.store.countersAgreeWithTasks())
+        // Only the answers before the breaker opened cost an attempt: not those in flight then, nor the failed probes.
+        let sum = try Database(path: h.storePath).prepare("SELECT sum(errors) FROM tasks")
+        XCTAssertTrue(try sum.step())
+        XCTAssertEqual(sum.int(0), EndpointBreaker.tripAfter - 1)
+        // And S3 was not hammered meanwhile: the first round of calls, the ones sent in the slots the answers before the
+        // opening freed, then one probe per cool-down (1, 2, 4 s: a few in the 1.5 s or so it lasted). Sending on would
+        // have made thousands.
+        let injected = h.simulator.state.snapshotCounters.injectedErrors
+        XCTAssertLessThanOrEqual(injected, EngineHarness.fastConfiguration().concurrency + EndpointBreaker.tripAfter + 5)
     }
 
     func testBackoffIsStoredAsTheNextAttemptTime() throws {

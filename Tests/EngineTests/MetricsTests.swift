@@ -13,12 +13,13 @@ final class MetricsTests: XCTestCase {
         p.throttled = 3
         p.inFlight = 5
         p.tightestBucketLimit = 1234.5
+        p.s3Unreachable = true
         for s in [0.004, 0.02, 0.02, 0.3, 20] { p.latency.observe(s) }
         let text = MetricsExposition.render(p, jobs: [])
         for line in [
             "reencryptd_tasks_total{outcome=\"succeeded\"} 7", "reencryptd_tasks_total{outcome=\"object-lock\"} 2",
             "reencryptd_requests_total{status=\"503\"} 3", "reencryptd_throttles_total 3", "reencryptd_requests_in_flight 5",
-            "reencryptd_rate_limit_requests_per_second 1234.5",
+            "reencryptd_rate_limit_requests_per_second 1234.5", "reencryptd_s3_unreachable 1",
             "reencryptd_request_duration_seconds_bucket{le=\"0.005\"} 1", "reencryptd_request_duration_seconds_bucket{le=\"0.025\"} 3",
             "reencryptd_request_duration_seconds_bucket{le=\"10.0\"} 4", "reencryptd_request_duration_seconds_bucket{le=\"+Inf\"} 5",
             "reencryptd_request_duration_seconds_count 5",
