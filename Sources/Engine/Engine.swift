@@ -125,8 +125,6 @@ public final class Engine: @unchecked Sendable {
     private var stopReason: EngineStop?
     private var drainDeadline: Double?
     @exclusivity(unchecked) private var global: TokenBucket
-    /// Holds calls while S3 cannot be reached at all (see `EndpointBreaker`).
-    @exclusivity(unchecked) private var breaker = EndpointBreaker()
     /// Every KMS key's limits, by ARN.
     private var keyLanes: [String: KeyLane] = [:]
     @exclusivity(unchecked) private var rng = SystemRandomNumberGenerator()
@@ -138,6 +136,8 @@ public final class Engine: @unchecked Sendable {
     private var lastIdleCheck = 0.0
     private var idleCheckPending = false
     private var timer: DispatchSourceTimer?
+    /// Holds calls while S3 cannot be reached at all (see `EndpointBreaker`).
+    @exclusivity(unchecked) private var breaker = EndpointBreaker()
 
     public init(store: TaskQueue, client: S3Client, configuration: EngineConfiguration, logger: Logger) {
         self.store = store
