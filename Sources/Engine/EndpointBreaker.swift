@@ -5,11 +5,14 @@
 /// 5,000 in 18 s against a closed port, and the job then paused itself at the failure threshold). An outage is not the
 /// objects' fault. This is the circuit breaker the SDKs approximate with a retry quota (botocore's standard mode stops
 /// retrying once its quota is spent), shaped for a daemon that must wait the outage out rather than give up:
-/// - closed: calls go out; `tripAfter` unreachable answers in a row (no HTTP answer, or a 5xx that is not
-///   throttling) open it. Any other answer, from any bucket, resets the count, so one bucket's trouble never trips it.
+/// - closed: calls go out; `tripAfter` calls in a row that got no HTTP answer (refused, reset, timed out, no
+///   credentials) open it. Any answer from S3, from any bucket, resets the count. A 5xx is an answer: objects or a
+///   partition that keep failing with 500 must end `retries-exhausted` (at a job's tail they may be all that is left,
+///   and would otherwise hold the run for ever).
 /// - open: no call goes out, and unreachable answers still arriving cost their tasks no attempt. After the cool-down
 ///   one call goes out as a probe; an answer from S3 closes the breaker, another failure doubles the cool-down, up to
-///   `maxCooldown`.
+///   `maxCooldown`, and is charged to its task like any failure, so that tasks whose objects alone cannot be reached
+///   still end.
 /// Not thread-safe: the engine's queue owns it. Times are seconds on the caller's clock.
 /// https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html (retry quota)
 struct EndpointBreaker {

@@ -390,10 +390,14 @@ public final class Engine: @unchecked Sendable {
             lane.adaptive.recordResponse(throttled: throttled && !kmsThrottle, sentAt: sentAt, now: now)
             key.adaptive.recordResponse(throttled: kmsThrottle, sentAt: sentAt, now: now)
         }
-        // No answer from S3 at all (refused, reset, timed out, no credentials), or a 5xx that is not throttling.
+        // No answer from S3 at all: refused, reset, timed out, no credentials. (A 5xx is an answer: S3 is there, and
+        // an object or partition that keeps failing must end `retries-exhausted`, not hold everything.)
         var unreachable = false
-        if case .retryable(.transient) = classification { unreachable = (status ?? 0) == 0 || (status ?? 0) >= 500 }
-        if let event = breaker.record(unreachable: unreachable, now: now) { breakerChanged(event, error: error, now: now) }
+        if case .retryable(.transient) = classification { unreachable = status == nil }
+        let event = breaker.record(unreachable: unreachable, now: now)
+        if let event { breakerChanged(event, error: error, now: now) }
+        // A failed probe is charged like any failure: should only some objects be unreachable, their tasks still end.
+        let refund = unreachable && breaker.isOpen && event != .stillUnreachable
         let attempts = lease.attempts + 1
         var errors = lease.errors
         var throttles = lease.throttles
@@ -403,7 +407,7 @@ public final class Engine: @unchecked Sendable {
             disposition = .terminal(.succeeded)
         case .terminal(let outcome):
             disposition = .terminal(outcome)
-        case .retryable where unreachable && breaker.isOpen:
+        case .retryable where refund:
             // S3 is down, not this object: the task waits for it without spending its retry budget.
             disposition = .retry(notBefore: now)
         case .retryable, .clockSkew, .wrongRegion, .expiredCredentials:
@@ -429,7 +433,7 @@ public final class Engine: @unchecked Sendable {
         case .opened:
             progress.s3Unreachable = true
             let last = error.map { " (last: \($0.code.isEmpty ? "" : $0.code + ": ")\($0.message))" } ?? ""
-            let message = "S3 unreachable: the last \(EndpointBreaker.tripAfter) calls got no answer or a 5xx\(last); holding "
+            let message = "S3 unreachable: the last \(EndpointBreaker.tripAfter) calls got no answer\(last); holding "
                 + "all calls and trying one in \(wait); tasks keep their retry budget meanwhile"
             logger.error("\(message)")
         case .stillUnreachable:
