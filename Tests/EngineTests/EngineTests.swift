@@ -201,7 +201,8 @@ final class EngineTests: XCTestCase {
 }
 
 final class DaemonModeTests: XCTestCase {
-    /// Without --until-idle the daemon keeps running, and a job whose tasks have all finished becomes complete.
+    /// A daemon reports its rate while it runs and clears it when it stops: `status` shows no rate or ETA for a job
+    /// that nobody is working on.
     func testAStoppedDaemonLeavesNoRateOrETAInStatus() throws {
         let h = try EngineHarness(objects: 2_000) { $0.broken = 0 }
         var c = EngineHarness.fastConfiguration()
@@ -227,6 +228,7 @@ final class DaemonModeTests: XCTestCase {
         XCTAssertNil(stopped.etaSeconds)
     }
 
+    /// Without --until-idle the daemon keeps running, and a job whose tasks have all finished becomes complete.
     func testARunningDaemonMarksFinishedJobsComplete() throws {
         let h = try EngineHarness(objects: 200) { $0.broken = 0 }
         var c = EngineHarness.fastConfiguration()
