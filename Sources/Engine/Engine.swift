@@ -107,7 +107,8 @@ public final class Engine: @unchecked Sendable {
         var key: KeyLane
     }
     private var jobs: [Int64: JobInfo] = [:]
-    /// Every bucket seen, by name: its queued tasks and its limits. Looked up once per claimed task; sending and
+    /// Every bucket with work here or a learnt rate, by name: its queued tasks and its limits (idle ones are dropped
+    /// each second, `pruneLanes`). Looked up once per claimed task; sending and
     /// answering reach a lane through the rotation and the answer instead of hashing its name four times more.
     private var lanes: [String: BucketLane] = [:]
     /// Lanes with queued tasks, in round-robin order.
@@ -118,8 +119,10 @@ public final class Engine: @unchecked Sendable {
     @exclusivity(unchecked) private var results: [TaskResult] = []
     private var recording = false
     private var claiming = false
-    /// Buckets that had pending tasks in the store at the last claim, and when it ran.
+    /// Buckets that had pending tasks in the store at the last claim, whether it looked at every bucket (with many,
+    /// a claim stops once it is full), and when it ran.
     private var bucketsWithWork: Set<String> = []
+    private var bucketsUnseen = false
     private var lastClaim = 0.0
     private var draining = false
     private var stopReason: EngineStop?
@@ -185,6 +188,9 @@ public final class Engine: @unchecked Sendable {
             return p
         }
     }
+
+    /// Buckets with a lane here now (tests).
+    var laneCount: Int { queue.sync { lanes.count } }
 
     // MARK: The loop (on `queue`)
 
@@ -263,6 +269,8 @@ public final class Engine: @unchecked Sendable {
 
     private func send(_ lease: Lease, lane: BucketLane, info: JobInfo, now: Double) {
         inFlight.insert(lease.taskID)
+        lane.calls += 1
+        lane.lastSend = now
         lane.adaptive.recordSend(now: now)
         info.key.adaptive.recordSend(now: now)
         let request = S3Request.updateObjectEncryption(lease.object, body: info.body,
@@ -363,6 +371,7 @@ public final class Engine: @unchecked Sendable {
 
     /// Classifies one answer and queues its result for the store (the caller dispatches more work after a batch).
     private func complete(_ lease: Lease, lane: BucketLane, key: KeyLane, sentAt: Double, result: S3Result) {
+        lane.calls -= 1
         guard inFlight.remove(lease.taskID) != nil else { return }  // released at shutdown
         let now = Self.now()
         let classification: Classification
@@ -510,8 +519,10 @@ public final class Engine: @unchecked Sendable {
         // The total stays bounded even with many throttled buckets.
         guard queuedCount < 16 * perBucketQueue else { return false }
         if openQueued < refillBelow { return true }
-        // A bucket running dry while another (rate-limited) bucket holds the queue: claim for it, at most every 50 ms.
-        return now - lastClaim >= 0.05 && bucketsWithWork.contains { (lanes[$0]?.ready.count ?? 0) < Self.lowWater }
+        // A bucket running dry while another (rate-limited) bucket holds the queue, or buckets the last claim did not
+        // reach: claim for them, at most every 50 ms.
+        guard now - lastClaim >= 0.05 else { return false }
+        return bucketsUnseen || bucketsWithWork.contains { (lanes[$0]?.ready.count ?? 0) < Self.lowWater }
     }
 
     private func claimMore(now: Double) {
@@ -547,6 +558,7 @@ public final class Engine: @unchecked Sendable {
                     }
                     queuedCount += claimed.count
                     bucketsWithWork = claim.bucketsWithPending
+                    bucketsUnseen = !claim.sawEveryBucket
                     dispatch(now: Self.now())
                 }
             } catch {
@@ -567,6 +579,7 @@ public final class Engine: @unchecked Sendable {
         for job in jobRates.keys where finishedSinceTick[job] == nil { jobRates[job] = (jobRates[job] ?? 0) * 0.5 }
         progress.ratePerSecond = jobRates.values.reduce(0, +)
         finishedSinceTick.removeAll()
+        pruneLanes(now: now)
         if logger.logLevel <= .debug {
             for lane in lanes.values.sorted(by: { $0.name < $1.name }) {
                 let rate = lane.adaptive
@@ -638,6 +651,14 @@ public final class Engine: @unchecked Sendable {
         let lane = BucketLane(name: bucket, maxRate: configuration.maxRPSPerBucket, now: now)
         lanes[bucket] = lane
         return lane
+    }
+
+    /// Drops the lanes of idle buckets (`BucketLane.isIdle`). Without this a job over 100,000 buckets kept a lane for
+    /// every bucket it had touched, 50 MB of them (bench/HISTORY.md, thirteenth session).
+    private func pruneLanes(now: Double) {
+        var idle: [String] = []
+        for (name, lane) in lanes where lane.isIdle(now: now) { idle.append(name) }
+        for name in idle { lanes[name] = nil }
     }
 
     /// The lane of the KMS key `arn`, made on first sight.

@@ -19,11 +19,22 @@ final class BucketLane: @unchecked Sendable {
     /// Enforces the configured ceiling, or the adaptive rate where that is lower.
     @exclusivity(unchecked) var ceiling: TokenBucket
     @exclusivity(unchecked) var adaptive = AdaptiveRate()
+    /// Calls out for this bucket, and when the last one went.
+    @exclusivity(unchecked) var calls = 0
+    @exclusivity(unchecked) var lastSend: Double
 
     init(name: String, maxRate: Double, now: Double) {
         self.name = name
         self.maxRate = maxRate
         ceiling = TokenBucket(rate: maxRate, now: now)
+        lastSend = now
+    }
+
+    /// Nothing queued or out for a second, nothing learnt (never throttled) and a token ready: a new lane made for
+    /// the bucket later would behave the same (it starts with one token), so this one can go.
+    func isIdle(now: Double) -> Bool {
+        !inRotation && ready.isEmpty && calls == 0 && now - lastSend >= 1 && adaptive.fillRate == nil
+            && ceiling.wait(now: now) == 0
     }
 
     /// Whether a call may go now, the ceiling first brought down to the adaptive rate (or back up) when that moved.

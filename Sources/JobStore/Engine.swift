@@ -105,14 +105,17 @@ public protocol TaskQueue: JobStore {
     func forEachTask(job: String, failedOnly: Bool, _ body: (TaskRecord) throws -> Void) throws
 }
 
-/// What a claim leased, and which buckets still had pending tasks when it ran (the caller may come back for them).
+/// What a claim leased, and which buckets it found with pending tasks (the caller may come back for them). A claim
+/// looks at only as many buckets as it needs, so with many there may be more: `sawEveryBucket` is false then.
 public struct Claim: Sendable {
     public var leases: [Lease]
     public var bucketsWithPending: Set<String>
+    public var sawEveryBucket: Bool
 
-    public init(leases: [Lease], bucketsWithPending: Set<String>) {
+    public init(leases: [Lease], bucketsWithPending: Set<String>, sawEveryBucket: Bool) {
         self.leases = leases
         self.bucketsWithPending = bucketsWithPending
+        self.sawEveryBucket = sawEveryBucket
     }
 }
 

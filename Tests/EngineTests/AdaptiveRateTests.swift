@@ -1,4 +1,6 @@
+import Domain
 @testable import Engine
+@testable import JobStore
 import XCTest
 
 /// The adaptive limiter against a model server with a fixed capacity, on a simulated clock (no real time).
@@ -140,5 +142,32 @@ extension AdaptiveRateTests {
         let r = simulateShared(buckets: 4, capacity: 2000, seconds: 70)
         XCTAssertGreaterThanOrEqual(r.goodput, 0.9 * 2000)
         XCTAssertLessThanOrEqual(r.throttledShare, 0.05)
+    }
+
+    /// A bucket's lane may be dropped only when a new one would act the same: nothing queued or out, nothing learnt,
+    /// a token ready, and a second since its last call.
+    func testALaneIsIdleOnlyWithNothingQueuedOutOrLearnt() {
+        let lane = BucketLane(name: "b", maxRate: 0, now: 100)
+        XCTAssertFalse(lane.isIdle(now: 100.5), "made (or last sent) under a second ago")
+        XCTAssertTrue(lane.isIdle(now: 101))
+        lane.calls = 1
+        XCTAssertFalse(lane.isIdle(now: 101), "a call is out")
+        lane.calls = 0
+        lane.ready.append(Lease(taskID: 1, jobID: 1, object: ObjectRef(bucket: "b", key: "k"), attempts: 0, errors: 0, throttles: 0))
+        lane.inRotation = true
+        XCTAssertFalse(lane.isIdle(now: 101), "a task is queued")
+        lane.ready.removeAll()
+        lane.inRotation = false
+
+        let slow = BucketLane(name: "s", maxRate: 0.5, now: 100)
+        slow.ceiling.take(now: 100)
+        XCTAssertFalse(slow.isIdle(now: 101.5), "no token yet: a new lane would start with one")
+        XCTAssertTrue(slow.isIdle(now: 102))
+
+        let throttled = BucketLane(name: "t", maxRate: 0, now: 100)
+        for i in 0..<50 { throttled.adaptive.recordSend(now: 100 + Double(i) * 0.02) }
+        throttled.adaptive.recordResponse(throttled: true, sentAt: 100.9, now: 101)
+        XCTAssertNotNil(throttled.adaptive.fillRate)
+        XCTAssertFalse(throttled.isIdle(now: 200), "its learnt rate would be lost")
     }
 }

@@ -80,4 +80,52 @@ final class FairnessTests: XCTestCase {
         XCTAssertEqual(Set(all.map(\.taskID)).count, 20 * run, "a task was claimed twice")
         XCTAssertEqual(Set(all.map(\.object.bucket)).count, 20, "five claims took their turn at every bucket")
     }
+
+    /// A claim looks at only as many buckets as it needs and says when it left some unseen: listing every bucket of
+    /// the job cost an index seek per bucket per claim, most of the store's time at 100,000 buckets. Successive
+    /// claims still reach every task, once.
+    func testAClaimLooksAtOnlyTheBucketsItNeeds() throws {
+        let h = try EngineHarness(objects: 400, spec: { $0 = .plain(objects: 400, buckets: 200, seed: 9) })
+        let now = Date().timeIntervalSince1970
+        var claims: [Claim] = []
+        repeat {
+            claims.append(try h.store.claim(owner: "w", limit: 128, perBucket: 1000, queued: [:], now: now, leaseSeconds: 60))
+        } while !claims.last!.leases.isEmpty && claims.count < 50
+        let first = claims[0]
+        XCTAssertEqual(first.leases.count, 128)
+        XCTAssertEqual(first.bucketsWithPending.count, Set(first.leases.map(\.object.bucket)).count,
+                       "it looked at buckets it took nothing from")
+        XCTAssertLessThan(first.bucketsWithPending.count, 200)
+        XCTAssertFalse(first.sawEveryBucket)
+        let all = claims.flatMap(\.leases)
+        XCTAssertEqual(all.count, 400)
+        XCTAssertEqual(Set(all.map(\.taskID)).count, 400, "a task was claimed twice")
+        XCTAssertTrue(claims.last!.sawEveryBucket, "the empty claim at the end had looked everywhere")
+    }
+
+    /// The lanes of buckets that went idle are dropped, so a job over many buckets does not hold one per bucket it
+    /// has touched for the rest of the run.
+    func testLanesOfIdleBucketsAreDropped() throws {
+        let h = try EngineHarness(objects: 600, spec: { $0 = .plain(objects: 600, buckets: 300, seed: 4) })
+        var c = EngineHarness.fastConfiguration()
+        c.untilIdle = false
+        let engine = Engine(store: h.store, client: h.client, configuration: c, logger: h.quietLogger)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        var most = 0
+        var deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, try h.outcomes().values.contains(where: { $0 == nil }) {
+            most = max(most, engine.laneCount)
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        most = max(most, engine.laneCount)
+        deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, engine.laneCount > 0 { Thread.sleep(forTimeInterval: 0.1) }
+        let left = engine.laneCount
+        engine.requestStop()
+        done.wait()
+        XCTAssertFalse(try h.outcomes().values.contains(where: { $0 == nil }), "the run did not finish")
+        XCTAssertGreaterThan(most, 0, "no lane was seen, so nothing was tested")
+        XCTAssertEqual(left, 0, "lanes of idle buckets were kept")
+    }
 }

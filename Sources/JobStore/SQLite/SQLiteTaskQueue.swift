@@ -13,22 +13,16 @@ extension SQLiteJobStore: TaskQueue {
 
     public func claim(owner: String, limit: Int, perBucket: Int, queued: [String: Int], now: Double,
                       leaseSeconds: Double) throws -> Claim {
-        guard limit > 0, perBucket > 0 else { return Claim(leases: [], bucketsWithPending: []) }
+        guard limit > 0, perBucket > 0 else { return Claim(leases: [], bucketsWithPending: [], sawEveryBucket: true) }
         return try withDatabase { db in
             try db.writeTransaction {
                 let jobs = try db.prepare("SELECT id FROM jobs WHERE state = 'active' ORDER BY priority DESC, id")
                 var jobIDs: [Int64] = []
                 try jobs.forEachRow { jobIDs.append($0.int64(0)) }
-                // The job's buckets with pending tasks, one index seek each (a skip scan over tasks_pending): a
-                // DISTINCT would read every pending row.
-                let buckets = try db.prepare("""
-                    WITH RECURSIVE b(bucket) AS (
-                        SELECT min(bucket) FROM tasks WHERE job_id = ?1 AND state = 'pending'
-                        UNION ALL
-                        SELECT (SELECT min(bucket) FROM tasks WHERE job_id = ?1 AND state = 'pending' AND bucket > b.bucket)
-                        FROM b WHERE b.bucket IS NOT NULL
-                    ) SELECT bucket FROM b WHERE bucket IS NOT NULL
-                    """)
+                // The job's next bucket with pending tasks after ?2, one seek in tasks_pending. A claim walks only as
+                // many buckets as it needs: listing them all cost one seek per bucket per claim, and at 100,000
+                // buckets claims took most of the store's time (8,200 objects/s; bench/HISTORY.md, thirteenth session).
+                let next = try db.prepare("SELECT min(bucket) FROM tasks WHERE job_id = ?1 AND state = 'pending' AND bucket > ?2")
                 // Chosen and leased in one statement (UPDATE … RETURNING, SQLite 3.35+): one pass instead of a SELECT
                 // and an UPDATE per task.
                 let take = try db.prepare("""
@@ -39,30 +33,50 @@ extension SQLiteJobStore: TaskQueue {
                     """)
                 var claimed: [Lease] = []
                 var claimedPerBucket: [String: Int] = [:]  // across jobs, so one bucket's room is shared by all of them
-                var pending: Set<String> = []
-                for jobID in jobIDs where claimed.count < limit {
-                    buckets.bind(1, jobID)
-                    var names: [String] = []
-                    try buckets.forEachRow { names.append($0.string(0)) }
-                    pending.formUnion(names)
-                    var room = [String: Int](minimumCapacity: names.count)
-                    for name in names { room[name] = perBucket - (queued[name] ?? 0) - (claimedPerBucket[name] ?? 0) }
-                    names.removeAll { room[$0]! <= 0 }
-                    guard !names.isEmpty else { continue }
+                var seen: Set<String> = []
+                var sawEveryBucket = true
+                for jobID in jobIDs {
+                    guard claimed.count < limit else {
+                        sawEveryBucket = false
+                        break
+                    }
                     // Start after the bucket the previous claim ended on, so with more buckets than one claim can
                     // serve, every bucket gets its turn.
-                    let cursor = claimCursor(jobID)
-                    let start = names.firstIndex { $0 > cursor } ?? 0
-                    let even = (limit - claimed.count + names.count - 1) / names.count
+                    var walk = BucketWalk(statement: next, jobID: jobID, after: claimCursor(jobID))
+                    func room(_ name: String) -> Int { perBucket - (queued[name] ?? 0) - (claimedPerBucket[name] ?? 0) }
+                    func nextWithRoom() throws -> String? {
+                        while let name = try walk.next() {
+                            seen.insert(name)
+                            if room(name) > 0 { return name }
+                        }
+                        return nil
+                    }
+                    // Enough buckets for runs of `minimumClaimRun` to fill the claim; should the job have fewer, an
+                    // even share of the claim from each.
+                    let wanted = (limit - claimed.count + Self.minimumClaimRun - 1) / Self.minimumClaimRun
+                    var names: [String] = []
+                    while names.count < wanted, let name = try nextWithRoom() { names.append(name) }
+                    guard !names.isEmpty else { continue }
+                    let even = walk.finished ? (limit - claimed.count + names.count - 1) / names.count : 0
                     let share = min(perBucket, max(even, Self.minimumClaimRun))
                     var batch: [Lease] = []
-                    for i in 0..<names.count where claimed.count + batch.count < limit {
-                        let bucket = names[(start + i) % names.count]
+                    var i = 0
+                    while claimed.count + batch.count < limit {
+                        // The listed buckets, then more from the walk should some have had fewer due than their share.
+                        let bucket: String
+                        if i < names.count {
+                            bucket = names[i]
+                            i += 1
+                        } else if let name = try nextWithRoom() {
+                            bucket = name
+                        } else {
+                            break
+                        }
                         take.bind(1, owner)
                         take.bind(2, now)
                         take.bind(3, jobID)
                         take.bind(4, bucket)
-                        take.bind(5, min(share, room[bucket]!, limit - claimed.count - batch.count))
+                        take.bind(5, min(share, room(bucket), limit - claimed.count - batch.count))
                         let before = batch.count
                         try take.forEachRow { r in
                             let version = r.string(2)
@@ -73,6 +87,7 @@ extension SQLiteJobStore: TaskQueue {
                         claimedPerBucket[bucket, default: 0] += batch.count - before
                         setClaimCursor(jobID, bucket)
                     }
+                    if !walk.finished { sawEveryBucket = false }
                     if !batch.isEmpty { try moveCounts(db, jobID: jobID, batch.count, from: .pending, to: .inFlight) }
                     claimed += batch
                 }
@@ -86,7 +101,7 @@ extension SQLiteJobStore: TaskQueue {
                     lease.bind(2, now + leaseSeconds)
                     try lease.run()
                 }
-                return Claim(leases: claimed, bucketsWithPending: pending)
+                return Claim(leases: claimed, bucketsWithPending: seen, sawEveryBucket: sawEveryBucket)
             }
         }
     }
@@ -441,4 +456,43 @@ struct CounterKey: Hashable {
     var jobID: Int64
     var state: TaskState
     var outcome: OutcomeClass?
+}
+
+/// A job's buckets with pending tasks in name order, from the first after `after`, wrapping round once to end with
+/// `after` itself: one index seek per bucket, taken only when the claim needs another.
+private struct BucketWalk {
+    let statement: Statement
+    let jobID: Int64
+    let start: String
+    private var last: String
+    private var wrapped = false
+    /// Every bucket has been listed.
+    private(set) var finished = false
+
+    init(statement: Statement, jobID: Int64, after: String) {
+        self.statement = statement
+        self.jobID = jobID
+        start = after
+        last = after
+    }
+
+    mutating func next() throws -> String? {
+        while !finished {
+            statement.bind(1, jobID)
+            statement.bind(2, last)  // bucket names are never empty, so "" comes before them all
+            var name: String?
+            try statement.forEachRow { name = $0.optionalString(0) }
+            if let name, !wrapped || name <= start {
+                last = name
+                return name
+            }
+            if wrapped || start.isEmpty {
+                finished = true
+            } else {
+                wrapped = true
+                last = ""
+            }
+        }
+        return nil
+    }
 }
