@@ -105,3 +105,43 @@ final class LockedValue<Value: Sendable>: @unchecked Sendable {
     func set(_ new: Value) { lock.withLock { value = new } }
     func get() -> Value { lock.withLock { value } }
 }
+
+/// A task queue that hands every call to a real store; tests subclass it to watch or bend one operation.
+class ForwardingTaskQueue: TaskQueue, @unchecked Sendable {
+    let inner: SQLiteJobStore
+
+    init(_ inner: SQLiteJobStore) { self.inner = inner }
+
+    func claim(owner: String, limit: Int, perBucket: Int, queued: [String: Int], now: Double, leaseSeconds: Double) throws -> Claim {
+        try inner.claim(owner: owner, limit: limit, perBucket: perBucket, queued: queued, now: now, leaseSeconds: leaseSeconds)
+    }
+    func submit(_ spec: JobSpec, now: Double, load: (any TaskSink) throws -> Void) throws -> SubmitResult {
+        try inner.submit(spec, now: now, load: load)
+    }
+    func job(named name: String) throws -> Job? { try inner.job(named: name) }
+    func jobs() throws -> [Job] { try inner.jobs() }
+    func setState(ofJob name: String, to state: JobState, reason: String?, now: Double) throws -> Job {
+        try inner.setState(ofJob: name, to: state, reason: reason, now: now)
+    }
+    func summaries(now: Double) throws -> [JobSummary] { try inner.summaries(now: now) }
+    func record(_ results: [TaskResult], owner: String, now: Double) throws -> Int {
+        try inner.record(results, owner: owner, now: now)
+    }
+    func release(taskIDs: [Int64], owner: String) throws { try inner.release(taskIDs: taskIDs, owner: owner) }
+    func renewLeases(owner: String, until: Double) throws { try inner.renewLeases(owner: owner, until: until) }
+    func expireLeases(now: Double) throws -> Int { try inner.expireLeases(now: now) }
+    func recoverLeases(now: Double) throws -> Int { try inner.recoverLeases(now: now) }
+    func endLease(owner: String) throws { try inner.endLease(owner: owner) }
+    func retry(job: String, outcomes: [OutcomeClass], now: Double) throws -> Int {
+        try inner.retry(job: job, outcomes: outcomes, now: now)
+    }
+    func completeFinishedJobs(now: Double) throws -> [Job] { try inner.completeFinishedJobs(now: now) }
+    func applyFailureThreshold(percent: Double, minTasks: Int, now: Double) throws -> [Job] {
+        try inner.applyFailureThreshold(percent: percent, minTasks: minTasks, now: now)
+    }
+    func reportRates(_ perSecond: [Int64: Double], now: Double) throws { try inner.reportRates(perSecond, now: now) }
+    func runnableCount() throws -> Int { try inner.runnableCount() }
+    func forEachTask(job: String, failedOnly: Bool, _ body: (TaskRecord) throws -> Void) throws {
+        try inner.forEachTask(job: job, failedOnly: failedOnly, body)
+    }
+}

@@ -33,21 +33,20 @@ final class PauseDuringClaimTests: XCTestCase {
 
 /// A store whose first claim races a pause: it claims while `pausedJob` is briefly active, pauses it again, and hands
 /// back that job's leases first, as a claim that was under way when an operator paused the job would.
-final class ClaimRacingStore: TaskQueue, @unchecked Sendable {
-    private let inner: SQLiteJobStore
+final class ClaimRacingStore: ForwardingTaskQueue, @unchecked Sendable {
     private let pausedJob: String
     private let lock = NSLock()
     private var claims = 0
     private var handedBack = 0
 
     init(_ inner: SQLiteJobStore, pausedJob: String) {
-        self.inner = inner
         self.pausedJob = pausedJob
+        super.init(inner)
     }
 
     var pausedLeasesHandedBack: Int { lock.withLock { handedBack } }
 
-    func claim(owner: String, limit: Int, perBucket: Int, queued: [String: Int], now: Double, leaseSeconds: Double) throws -> Claim {
+    override func claim(owner: String, limit: Int, perBucket: Int, queued: [String: Int], now: Double, leaseSeconds: Double) throws -> Claim {
         let first = lock.withLock {
             claims += 1
             return claims == 1
@@ -62,35 +61,5 @@ final class ClaimRacingStore: TaskQueue, @unchecked Sendable {
         lock.withLock { handedBack = pausedLeases.count }
         claim.leases = pausedLeases + claim.leases.filter { $0.jobID != paused.id }
         return claim
-    }
-
-    func submit(_ spec: JobSpec, now: Double, load: (any TaskSink) throws -> Void) throws -> SubmitResult {
-        try inner.submit(spec, now: now, load: load)
-    }
-    func job(named name: String) throws -> Job? { try inner.job(named: name) }
-    func jobs() throws -> [Job] { try inner.jobs() }
-    func setState(ofJob name: String, to state: JobState, reason: String?, now: Double) throws -> Job {
-        try inner.setState(ofJob: name, to: state, reason: reason, now: now)
-    }
-    func summaries(now: Double) throws -> [JobSummary] { try inner.summaries(now: now) }
-    func record(_ results: [TaskResult], owner: String, now: Double) throws -> Int {
-        try inner.record(results, owner: owner, now: now)
-    }
-    func release(taskIDs: [Int64], owner: String) throws { try inner.release(taskIDs: taskIDs, owner: owner) }
-    func renewLeases(owner: String, until: Double) throws { try inner.renewLeases(owner: owner, until: until) }
-    func expireLeases(now: Double) throws -> Int { try inner.expireLeases(now: now) }
-    func recoverLeases(now: Double) throws -> Int { try inner.recoverLeases(now: now) }
-    func endLease(owner: String) throws { try inner.endLease(owner: owner) }
-    func retry(job: String, outcomes: [OutcomeClass], now: Double) throws -> Int {
-        try inner.retry(job: job, outcomes: outcomes, now: now)
-    }
-    func completeFinishedJobs(now: Double) throws -> [Job] { try inner.completeFinishedJobs(now: now) }
-    func applyFailureThreshold(percent: Double, minTasks: Int, now: Double) throws -> [Job] {
-        try inner.applyFailureThreshold(percent: percent, minTasks: minTasks, now: now)
-    }
-    func reportRates(_ perSecond: [Int64: Double], now: Double) throws { try inner.reportRates(perSecond, now: now) }
-    func runnableCount() throws -> Int { try inner.runnableCount() }
-    func forEachTask(job: String, failedOnly: Bool, _ body: (TaskRecord) throws -> Void) throws {
-        try inner.forEachTask(job: job, failedOnly: failedOnly, body)
     }
 }
