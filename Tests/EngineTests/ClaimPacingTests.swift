@@ -33,6 +33,34 @@ final class ClaimPacingTests: XCTestCase {
     }
 }
 
+extension ClaimPacingTests {
+    /// With no work, the engine's timer slows from every 5 ms to every 50 ms (an idle daemon used 1.3% of a core
+    /// waking up), and work submitted meanwhile is still picked up and finished. A busy machine can only make ticks
+    /// fewer, never more, so the bound on them cannot fail through slowness.
+    func testAnIdleEngineTicksSlowlyAndStillPicksUpNewWork() throws {
+        let h = try EngineHarness(objects: 30)
+        let now = Date().timeIntervalSince1970
+        try h.store.setState(ofJob: "job", to: .paused, reason: nil, now: now)
+        var c = EngineHarness.fastConfiguration()
+        c.untilIdle = false
+        let engine = Engine(store: h.store, client: h.client, configuration: c, logger: h.quietLogger)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        Thread.sleep(forTimeInterval: 0.5)
+        let before = engine.tickCount
+        Thread.sleep(forTimeInterval: 1)
+        let idleTicks = engine.tickCount - before
+        try h.store.setState(ofJob: "job", to: .active, reason: nil, now: Date().timeIntervalSince1970)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, try h.outcomes().values.contains(where: { $0 == nil }) { Thread.sleep(forTimeInterval: 0.05) }
+        engine.requestStop()
+        done.wait()
+        XCTAssertGreaterThan(idleTicks, 0, "the engine's timer did not run")
+        XCTAssertLessThanOrEqual(idleTicks, 40, "an idle engine ticked \(idleTicks) times in a second")
+        XCTAssertFalse(try h.outcomes().values.contains(where: { $0 == nil }), "the resumed job's tasks were not all finished")
+    }
+}
+
 /// Notes when each claim ran.
 final class ClaimTimingStore: ForwardingTaskQueue, @unchecked Sendable {
     private let lock = NSLock()
