@@ -540,7 +540,7 @@ public final class Engine: @unchecked Sendable {
         // The total stays bounded even with many throttled buckets.
         guard queuedCount < 16 * perBucketQueue else { return false }
         // After a claim that found nothing due (every task backing off, or no active job), the next waits 50 ms:
-        // asking on every tick kept a waiting daemon at 11% of a core, mostly in empty write transactions.
+        // asking on every tick kept a waiting daemon at 10% of a core, mostly in empty write transactions.
         if lastClaimEmpty && now - lastClaim < 0.05 { return false }
         if openQueued < refillBelow { return true }
         // A bucket running dry while another (rate-limited) bucket holds the queue, or buckets the last claim did not

@@ -6,7 +6,7 @@ import XCTest
 
 final class ClaimPacingTests: XCTestCase {
     /// With every task backing off, a claim finds nothing due; the engine then waits 50 ms before asking again
-    /// rather than asking on every 5 ms tick (an empty write transaction each time: 11% of a core while waiting).
+    /// rather than asking on every 5 ms tick (an empty write transaction each time: 10% of a core while waiting).
     /// The gaps are judged by their median, so one claim held up behind other store work cannot make the test fail.
     func testAfterAnEmptyClaimTheNextWaits() throws {
         let h = try EngineHarness(objects: 20)
