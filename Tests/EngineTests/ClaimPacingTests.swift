@@ -31,9 +31,7 @@ final class ClaimPacingTests: XCTestCase {
         let gaps = zip(times.dropFirst(), times).map { $0 - $1 }.sorted()
         XCTAssertGreaterThanOrEqual(gaps[gaps.count / 2], 0.045, "claims that found nothing came back-to-back: \(gaps.prefix(10))")
     }
-}
 
-extension ClaimPacingTests {
     /// With no work, the engine's timer slows from every 5 ms to every 50 ms (an idle daemon used 1.3% of a core
     /// waking up), and work submitted meanwhile is still picked up and finished. A busy machine can only make ticks
     /// fewer, never more, so the bound on them cannot fail through slowness.
