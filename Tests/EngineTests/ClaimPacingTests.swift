@@ -21,11 +21,9 @@ final class ClaimPacingTests: XCTestCase {
         var c = EngineHarness.fastConfiguration()
         c.untilIdle = false
         let engine = Engine(store: store, client: h.client, configuration: c, logger: h.quietLogger)
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        let stop = EngineHarness.start(engine)
         Thread.sleep(forTimeInterval: 1.5)
-        engine.requestStop()
-        done.wait()
+        stop()
         let times = store.claimTimes
         XCTAssertGreaterThanOrEqual(times.count, 5, "the engine stopped asking for work, so nothing was tested")
         let gaps = zip(times.dropFirst(), times).map { $0 - $1 }.sorted()
@@ -42,8 +40,7 @@ final class ClaimPacingTests: XCTestCase {
         var c = EngineHarness.fastConfiguration()
         c.untilIdle = false
         let engine = Engine(store: h.store, client: h.client, configuration: c, logger: h.quietLogger)
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        let stop = EngineHarness.start(engine)
         Thread.sleep(forTimeInterval: 0.5)
         let before = engine.tickCount
         Thread.sleep(forTimeInterval: 1)
@@ -51,8 +48,7 @@ final class ClaimPacingTests: XCTestCase {
         try h.store.setState(ofJob: "job", to: .active, reason: nil, now: Date().timeIntervalSince1970)
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline, try h.outcomes().values.contains(where: { $0 == nil }) { Thread.sleep(forTimeInterval: 0.05) }
-        engine.requestStop()
-        done.wait()
+        stop()
         XCTAssertGreaterThan(idleTicks, 0, "the engine's timer did not run")
         XCTAssertLessThanOrEqual(idleTicks, 40, "an idle engine ticked \(idleTicks) times in a second")
         XCTAssertFalse(try h.outcomes().values.contains(where: { $0 == nil }), "the resumed job's tasks were not all finished")

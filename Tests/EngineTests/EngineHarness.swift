@@ -65,6 +65,17 @@ final class EngineHarness: @unchecked Sendable {
         Engine(store: store, client: client, configuration: configuration, logger: quietLogger).run()
     }
 
+    /// Starts `engine` on its own thread, for tests that act while it runs; the function returned stops it and waits
+    /// for the run to end.
+    static func start(_ engine: Engine) -> () -> Void {
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        return {
+            engine.requestStop()
+            done.wait()
+        }
+    }
+
     /// Runs `engine` on its own thread. A run still going after `seconds` (a bound on waiting, not a speed requirement)
     /// is stopped and reported as `stuck`: a test fails rather than hangs. Returns why the run stopped.
     static func run(_ engine: Engine, within seconds: Double, stuck: String,

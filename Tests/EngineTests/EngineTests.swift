@@ -181,8 +181,7 @@ final class EngineTests: XCTestCase {
         c.retry = RetryPolicy(maxAttempts: 3, base: 1_000_000, cap: 1_000_000)
         c.untilIdle = false
         let engine = Engine(store: h.store, client: h.client, configuration: c, logger: .init(label: "t"))
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        let stop = EngineHarness.start(engine)
         // Wait (bounded) until every task has failed once and gone back to pending with a future next attempt.
         let deadline = Date().addingTimeInterval(20)
         var pending = 0
@@ -191,8 +190,7 @@ final class EngineTests: XCTestCase {
             if pending == 20 && h.simulator.state.snapshotCounters.updateCalls >= 20 { break }
             Thread.sleep(forTimeInterval: 0.05)
         }
-        engine.requestStop()
-        done.wait()
+        stop()
         XCTAssertEqual(pending, 20)
         // A new engine finds nothing due: the backoff survived in the store.
         XCTAssertEqual(try h.store.claim(owner: "other", limit: 100, now: Date().timeIntervalSince1970, leaseSeconds: 10).count, 0)
@@ -209,8 +207,7 @@ final class DaemonModeTests: XCTestCase {
         c.untilIdle = false
         c.maxRPS = 200  // some 10 s of work: the job is still running when the daemon stops
         let engine = Engine(store: h.store, client: h.client, configuration: c, logger: h.quietLogger)
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        let stop = EngineHarness.start(engine)
         // While it runs, status shows its rate and an ETA.
         let deadline = Date().addingTimeInterval(30)
         var running: JobSummary?
@@ -220,8 +217,7 @@ final class DaemonModeTests: XCTestCase {
             Thread.sleep(forTimeInterval: 0.05)
         }
         XCTAssertGreaterThan(running?.ratePerSecond ?? 0, 0, "a running daemon reports its rate")
-        engine.requestStop()
-        done.wait()
+        stop()
         let stopped = try XCTUnwrap(h.store.summaries(now: Date().timeIntervalSince1970).first)
         XCTAssertGreaterThan(stopped.remaining, 0, "the job must still have work left for the ETA to mean anything")
         XCTAssertEqual(stopped.ratePerSecond, 0)
@@ -234,12 +230,10 @@ final class DaemonModeTests: XCTestCase {
         var c = EngineHarness.fastConfiguration()
         c.untilIdle = false
         let engine = Engine(store: h.store, client: h.client, configuration: c, logger: .init(label: "t"))
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        let stop = EngineHarness.start(engine)
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline, try h.store.job(named: "job")?.state != .complete { Thread.sleep(forTimeInterval: 0.05) }
-        engine.requestStop()
-        done.wait()
+        stop()
         XCTAssertEqual(try h.store.job(named: "job")?.state, .complete)
         XCTAssertEqual(try h.store.summaries(now: 0).first?.remaining, 0)
     }

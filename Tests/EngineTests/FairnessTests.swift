@@ -22,8 +22,7 @@ final class FairnessTests: XCTestCase {
         c.untilIdle = false
         c.retry = RetryPolicy(maxAttempts: 1000, base: 0.01, cap: 0.2)
         let engine = Engine(store: h.store, client: h.client, configuration: c, logger: .init(label: "t"))
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        let stop = EngineHarness.start(engine)
         func finished(_ bucket: String) throws -> Int {
             try h.outcomes().filter { $0.key.bucket == bucket && $0.value != nil }.count
         }
@@ -33,8 +32,7 @@ final class FairnessTests: XCTestCase {
             Thread.sleep(forTimeInterval: 0.1)
         }
         let slowFinished = try finished(slow)
-        engine.requestStop()
-        done.wait()
+        stop()
         XCTAssertEqual(try finished(fast), total, "the unthrottled bucket did not finish")
         let slowTotal = h.population.entries.count - total
         XCTAssertLessThan(slowFinished, slowTotal / 2, "the throttled bucket was not held back, so nothing was tested")
@@ -110,8 +108,7 @@ final class FairnessTests: XCTestCase {
         var c = EngineHarness.fastConfiguration()
         c.untilIdle = false
         let engine = Engine(store: h.store, client: h.client, configuration: c, logger: h.quietLogger)
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { _ = engine.run(); done.signal() }
+        let stop = EngineHarness.start(engine)
         var most = 0
         var deadline = Date().addingTimeInterval(60)
         while Date() < deadline, try h.outcomes().values.contains(where: { $0 == nil }) {
@@ -122,8 +119,7 @@ final class FairnessTests: XCTestCase {
         deadline = Date().addingTimeInterval(20)
         while Date() < deadline, engine.laneCount > 0 { Thread.sleep(forTimeInterval: 0.1) }
         let left = engine.laneCount
-        engine.requestStop()
-        done.wait()
+        stop()
         XCTAssertFalse(try h.outcomes().values.contains(where: { $0 == nil }), "the run did not finish")
         XCTAssertGreaterThan(most, 0, "no lane was seen, so nothing was tested")
         XCTAssertEqual(left, 0, "lanes of idle buckets were kept")
