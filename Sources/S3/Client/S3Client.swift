@@ -123,26 +123,28 @@ public final class S3Client: @unchecked Sendable {
         }
     }
 
-    private func signer(for region: String) -> SigV4Signer {
-        lock.withLock {
-            if let s = lastSigner, s.region == region { return s }
-            let s = signers[region] ?? SigV4Signer(service: "s3", region: region)
-            signers[region] = s
-            lastSigner = s
-            return s
-        }
+    /// The signer for `region` (caller holds `lock`).
+    private func signerLocked(for region: String) -> SigV4Signer {
+        if let s = lastSigner, s.region == region { return s }
+        let s = signers[region] ?? SigV4Signer(service: "s3", region: region)
+        signers[region] = s
+        lastSigner = s
+        return s
     }
 
     private func send(_ request: S3Request, object: ObjectRef?, attempt: Int, downloadTo fd: Int32?,
                       completion: @escaping @Sendable (S3Result) -> Void) {
         let now = clock()
         let transport = chooseTransport()
-        let (region, date) = lock.withLock { () -> (String, SigV4Date) in
+        // One lock round for the date, the region and its signer: with two drivers sending, each round on this
+        // shared lock can cost a cache line's trip between the cores.
+        let (region, date, signer) = lock.withLock { () -> (String, SigV4Date, SigV4Signer) in
             let second = Int((now.timeIntervalSince1970 + clockOffset).rounded(.down))
             if lastDate?.second != second { lastDate = (second, SigV4Date(secondsSince1970: second)) }
             // Most runs never learn a bucket's region (the configured one is right): no name to hash then.
             let learnt = bucketRegions.isEmpty ? nil : bucketRegions[request.bucket]
-            return (learnt ?? configuration.region, lastDate!.date)
+            let region = learnt ?? configuration.region
+            return (region, lastDate!.date, signerLocked(for: region))
         }
         let creds: AWSCredentials
         do {
@@ -152,7 +154,7 @@ public final class S3Client: @unchecked Sendable {
                                         operation: request.operation, object: object)))
             return
         }
-        let prepared = requestSigner.prepare(request, region: region, signer: signer(for: region), credentials: creds,
+        let prepared = requestSigner.prepare(request, region: region, signer: signer, credentials: creds,
                                              date: date)
         transport.submit(prepared, downloadTo: fd) { [self] result in
             switch result {
