@@ -5,7 +5,7 @@ import S3
 // Client benchmark (issue 3): the client's own UpdateObjectEncryption requests/s and CPU µs per request against a
 // running s3sim. Prints figures; asserts nothing. Usage:
 //   client-bench ENDPOINT MANIFEST.csv REQUESTS CONCURRENCY [DRIVERS]
-// DRIVERS: transport driver threads (default 1: the bench pins the client to one core).
+// DRIVERS: transport driver threads (default 1, for the runs pinned to one core; the daemon runs 2).
 // The manifest gives the objects (cycled through; repeated updates are idempotent).
 
 let args = CommandLine.arguments
