@@ -22,10 +22,12 @@ final class SimHTTPCodec: ChannelInboundHandler {
     private var scratch: [UInt8] = []
     static let maxHead = 64 * 1024
 
+    private let loop: LoopCache
     private let delayed: DelayedAnswers
 
-    init(service: SimService, delayed: DelayedAnswers) {
+    init(service: SimService, loop: LoopCache, delayed: DelayedAnswers) {
         self.service = service
+        self.loop = loop
         self.delayed = delayed
     }
 
@@ -78,7 +80,7 @@ final class SimHTTPCodec: ChannelInboundHandler {
             buffer = buf.readableBytes > 0 ? buf : nil
             answering = true
             let request = SimRequest(method: head.method, uri: head.uri, fields: head.fields, body: body)
-            let response = service.handle(request)
+            let response = service.handle(request, on: loop)
             switch response.fault {
             case .reset:
                 closed = true

@@ -6,20 +6,20 @@ import S3
 extension SimService {
     /// UpdateObjectEncryption, with the checks in the order S3 applies them and each error of the API page.
     /// https://docs.aws.amazon.com/AmazonS3/latest/API/API_UpdateObjectEncryption.html
-    func updateObjectEncryption(_ request: SimRequest, _ target: Target, requestID: String) -> SimResponse {
+    func updateObjectEncryption(_ request: SimRequest, _ target: Target, requestID: String, loop: LoopCache) -> SimResponse {
         func fail(_ status: Int, _ code: String, _ message: String, extra: [(String, String)] = []) -> SimResponse {
             error(status, code, message, resource: target.resource, requestID: requestID, extra: extra)
         }
-        if let problem = checksumProblem(request) { return fail(400, problem.code, problem.message) }
+        if let problem = checksumProblem(request, loop: loop) { return fail(400, problem.code, problem.message) }
         let arn: String, bucketKey: Bool, keyAccount: String
-        switch updateBodies.value(for: request.body, UpdateBody.read) {
+        switch loop.updateBodies.value(for: request.body, UpdateBody.read) {
         case .invalid(let code, let message): return fail(400, code, message)
         case .valid(let a, let b, let account): (arn, bucketKey, keyAccount) = (a, b, account)
         }
         let versionParam = target.param("versionId")
         if let v = versionParam, v.isEmpty || v.utf8.contains(0x20) { return fail(400, "InvalidArgument", Messages.invalidVersion) }
         let expectedOwner = request.header("x-amz-expected-bucket-owner")
-        let now = self.now
+        let now = loop.now
 
         /// The stored versions, changed in place (`inout` through the dictionaries' subscripts: one lookup each and
         /// no copy of the bucket's objects or of the version list).
@@ -71,13 +71,16 @@ extension SimService {
                 return apply(&bucket.objects[target.key], owner: bucket.ownerAccount, versioned: bucket.versioned, counters: &counters)
             }
             // Through the dictionary's subscript in place: `bucket?.field` on the optional copied the whole bucket.
-            guard buckets[target.bucket] != nil else { return fail(404, "NoSuchBucket", Messages.noSuchBucket) }
-            return inBucket(&buckets[target.bucket]!)
+            var response = buckets[target.bucket] == nil ? fail(404, "NoSuchBucket", Messages.noSuchBucket) : inBucket(&buckets[target.bucket]!)
+            // Counted in this round rather than in one more after it: each round on the shared lock can meet the other loop.
+            counters.countResponse(response.status)
+            response.counted = true
+            return response
         }
     }
 
     /// `httpChecksum.requestChecksumRequired`: Content-MD5 or an x-amz-checksum-* header, checked against the body.
-    func checksumProblem(_ request: SimRequest) -> (code: String, message: String)? {
+    func checksumProblem(_ request: SimRequest, loop: LoopCache) -> (code: String, message: String)? {
         var found = false
         if let md5 = request.headerBytes("content-md5") {
             found = true
@@ -93,7 +96,7 @@ extension SimService {
             let algorithm = name.dropFirst(prefix.count)
             let computed: String
             if algorithm.equals("crc32") {
-                computed = bodyCRC32.value(for: request.body) { Crypto.base64(Crypto.crc32($0)) }
+                computed = loop.bodyCRC32.value(for: request.body) { Crypto.base64(Crypto.crc32($0)) }
             } else if algorithm.equals("sha256") {
                 computed = Crypto.base64(Crypto.sha256(request.body))
             } else {

@@ -25,14 +25,14 @@ public final class S3Simulator: @unchecked Sendable {
     @discardableResult
     public func start(host: String = "127.0.0.1", port: Int = 0) throws -> Int {
         let service = self.service
-        // One DelayedAnswers per event loop, shared by that loop's connections.
-        let loops = NIOLockedValueBox<[ObjectIdentifier: DelayedAnswers]>([:])
-        let delayed: @Sendable (EventLoop) -> DelayedAnswers = { loop in
+        // One LoopCache and one DelayedAnswers per event loop, shared by that loop's connections.
+        let loops = NIOLockedValueBox<[ObjectIdentifier: (cache: LoopCache, delayed: DelayedAnswers)]>([:])
+        let perLoop: @Sendable (EventLoop) -> (cache: LoopCache, delayed: DelayedAnswers) = { loop in
             loops.withLockedValue { map in
-                if let d = map[ObjectIdentifier(loop)] { return d }
-                let d = DelayedAnswers(loop: loop)
-                map[ObjectIdentifier(loop)] = d
-                return d
+                if let found = map[ObjectIdentifier(loop)] { return found }
+                let made = (cache: LoopCache(index: map.count), delayed: DelayedAnswers(loop: loop))
+                map[ObjectIdentifier(loop)] = made
+                return made
             }
         }
         let bootstrap = ServerBootstrap(group: group)
@@ -41,7 +41,8 @@ public final class S3Simulator: @unchecked Sendable {
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(SimHTTPCodec(service: service, delayed: delayed(channel.eventLoop)))
+                    let (cache, delayed) = perLoop(channel.eventLoop)
+                    try channel.pipeline.syncOperations.addHandler(SimHTTPCodec(service: service, loop: cache, delayed: delayed))
                 }
             }
         let channel = try bootstrap.bind(host: host, port: port).wait()

@@ -2,6 +2,7 @@ import Domain
 import Foundation
 import NIOConcurrencyHelpers
 import S3
+import Synchronization
 
 public struct SimResponse: Sendable {
     public enum Fault: Sendable, Equatable { case reset, delay(seconds: Double) }
@@ -11,6 +12,8 @@ public struct SimResponse: Sendable {
     /// Sent only for HEAD: the length of what GET would return.
     public var contentLengthOverride: Int?
     public var fault: Fault?
+    /// Already counted in `SimCounters` (by an operation that held the state's lock anyway).
+    var counted = false
 }
 
 /// Who may call the simulator.
@@ -33,27 +36,17 @@ public struct SimCredential: Sendable, Equatable {
 public final class SimService: @unchecked Sendable {
     public let state: SimState
     public let verifySignatures: Bool
-    // Mutable settings and fault state, behind `lock`.
+    // Settings (faults, credentials) and the throttles' token buckets, behind `lock`. Each event loop answers from
+    // its own copy of the settings (`LoopCache`), taken again when `settingsGeneration` moves on.
     private let lock = NIOLock()
     private var _faults = SimFaults()
     private var credentials: [String: SimCredential] = [:]
     private var throttle: SimTokenBucket?
     private var kmsThrottle: SimTokenBucket?
     private var bucketThrottles: [String: SimTokenBucket] = [:]
-    private var random = SplitMix64(seed: 0x5EED)
-    private var requestCounter: UInt64 = 0
-    /// Signing keys by credential scope (`AKID/day/region/s3/aws4_request`); emptied when a credential changes.
-    private var signingKeys: [String: Crypto.HMACKey] = [:]
-    /// The scope and key of the last request, and its credential, checked as bytes before the dictionaries: a bulk
-    /// client signs every request with the same ones, and a String per lookup was a visible share of each request.
-    private var lastSigningKey: (scope: [UInt8], key: Crypto.HMACKey)?
-    private var lastCredential: (accessKeyID: [UInt8], credential: SimCredential)?
-    private var dateSecond = 0
-    private var dateHeader = ""
-    /// What the last small body was found to be: the same bytes arrive on every call of a bulk job.
-    let updateBodies = LastBodyMemo<UpdateBody.Reading>()
-    let bodyCRC32 = LastBodyMemo<String>()
-    let bodySHA256 = LastBodyMemo<[UInt8]>()
+    /// Bumped (under `lock`) by every change of the settings. An atomic so that a request can see that nothing
+    /// changed without taking `lock`. https://github.com/swiftlang/swift-evolution/blob/main/proposals/0410-atomics.md
+    private let settingsGeneration = Atomic<UInt64>(0)
 
     static func hex16(_ v: UInt64) -> String {
         String(unsafeUninitializedCapacity: 16) { out in
@@ -84,6 +77,7 @@ public final class SimService: @unchecked Sendable {
                     bucketThrottles = newValue.bucketThrottleRPS.mapValues { SimTokenBucket(rate: $0, now: now) }
                 }
                 _faults = newValue
+                settingsGeneration.add(1, ordering: .releasing)
             }
         }
     }
@@ -91,10 +85,20 @@ public final class SimService: @unchecked Sendable {
     public func addCredential(_ credential: SimCredential) {
         lock.withLock {
             credentials[credential.accessKeyID] = credential
-            signingKeys = [:]
-            lastSigningKey = nil
-            lastCredential = nil
+            settingsGeneration.add(1, ordering: .releasing)
         }
+    }
+
+    /// Brings `loop`'s copies of the settings up to date; a load of one atomic when nothing changed.
+    func refresh(_ loop: LoopCache) {
+        guard settingsGeneration.load(ordering: .acquiring) != loop.generation else { return }
+        lock.withLock {
+            loop.faults = _faults
+            loop.credentials = credentials
+            loop.generation = settingsGeneration.load(ordering: .relaxed)
+        }
+        loop.lastCredential = nil
+        loop.lastSigningKey = nil
     }
 
     static func monotonic() -> Double {
@@ -103,27 +107,19 @@ public final class SimService: @unchecked Sendable {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    var now: Date { Date().addingTimeInterval(lock.withLock { _faults.clockOffsetSeconds }) }
-
     // MARK: Entry point
 
-    public func handle(_ request: SimRequest) -> SimResponse {
-        let (requestID, date) = lock.withLock { () -> (String, String) in
-            requestCounter &+= 1
-            let second = Int(Date().timeIntervalSince1970 + _faults.clockOffsetSeconds)
-            if second != dateSecond {
-                dateSecond = second
-                dateHeader = HTTPDate.format(Date(timeIntervalSince1970: Double(second)))
-            }
-            return (Self.hex16(requestCounter &* 0x2545F4914F6CDD1D), dateHeader)
-        }
-        var response = route(request, requestID: requestID)
+    /// Answers `request` on the event loop that `loop` belongs to.
+    func handle(_ request: SimRequest, on loop: LoopCache) -> SimResponse {
+        refresh(loop)
+        let requestID = loop.nextRequestID()
+        var response = route(request, requestID: requestID, loop: loop)
         if response.fault == nil {
-            let latency = drawLatency()
+            let latency = drawLatency(loop)
             if latency > 0 { response.fault = .delay(seconds: latency) }
         }
-        response.headers.append(contentsOf: [("x-amz-request-id", requestID), ("x-amz-id-2", "sim/" + requestID), ("Date", date)])
-        state.count { $0.countResponse(response.status) }
+        response.headers.append(contentsOf: [("x-amz-request-id", requestID), ("x-amz-id-2", "sim/" + requestID), ("Date", loop.date())])
+        if !response.counted { state.count { $0.countResponse(response.status) } }
         return response
     }
 
@@ -139,7 +135,7 @@ public final class SimService: @unchecked Sendable {
         func has(_ name: String) -> Bool { query.contains { $0.name == name } }
     }
 
-    private func route(_ request: SimRequest, requestID: String) -> SimResponse {
+    private func route(_ request: SimRequest, requestID: String, loop: LoopCache) -> SimResponse {
         // Byte-level splitting throughout: Character-level String operations cost graphemes on every request.
         let (pathPart, queryPart) = UTF8Split.once(request.uri[...], 0x3F)  // '?'
         if pathPart.utf8.starts(with: "/_sim/".utf8) { return admin(String(pathPart)) }
@@ -169,8 +165,8 @@ public final class SimService: @unchecked Sendable {
             target = Target(bucket: String(bucket), key: rest.map(String.init) ?? "", query: query)
             target.region = state.bucketRegion(target.bucket)
         }
-        if verifySignatures, let failure = authenticate(request, target, requestID: requestID) { return failure }
-        if let fault = injectFault(request, target, requestID: requestID) { return fault }
+        if verifySignatures, let failure = authenticate(request, target, requestID: requestID, loop: loop) { return failure }
+        if let fault = injectFault(request, target, requestID: requestID, loop: loop) { return fault }
         guard !target.bucket.isEmpty else {
             return error(501, "NotImplemented", "ListBuckets is not implemented by the simulator", resource: "/", requestID: requestID)
         }
@@ -189,7 +185,7 @@ public final class SimService: @unchecked Sendable {
             }
         }
         switch request.method {
-        case "PUT" where target.has("encryption"): return updateObjectEncryption(request, target, requestID: requestID)
+        case "PUT" where target.has("encryption"): return updateObjectEncryption(request, target, requestID: requestID, loop: loop)
         case "PUT": return putObject(request, target, requestID: requestID)
         case "HEAD": return getObject(request, target, resource: target.resource, requestID: requestID, head: true)
         case "GET": return getObject(request, target, resource: target.resource, requestID: requestID, head: false)
@@ -199,7 +195,7 @@ public final class SimService: @unchecked Sendable {
 
     // MARK: SigV4, checked from the server's side
 
-    private func authenticate(_ request: SimRequest, _ target: Target, requestID: String) -> SimResponse? {
+    private func authenticate(_ request: SimRequest, _ target: Target, requestID: String, loop: LoopCache) -> SimResponse? {
         let head = request.method == "HEAD"
         func deny(_ status: Int, _ code: String, _ message: String, extra: [(String, String)] = []) -> SimResponse {
             state.count { $0.signatureFailures += 1 }
@@ -214,13 +210,13 @@ public final class SimService: @unchecked Sendable {
             return deny(400, "AuthorizationHeaderMalformed", "The authorization header is malformed; the authorization header requires three components: Credential, SignedHeaders, and Signature.")
         }
         let bytes = { (r: Range<Int>) in request.fieldBytes[r] }
-        guard let credential = credential(accessKeyID: request.fieldBytes[auth.accessKeyID]) else {
+        guard let credential = credential(accessKeyID: request.fieldBytes[auth.accessKeyID], loop: loop) else {
             return deny(403, "InvalidAccessKeyId", Messages.unknownAccessKey, extra: [("AWSAccessKeyId", request.text(auth.accessKeyID))])
         }
         guard let amzDate = request.headerBytes("x-amz-date"), let seconds = SigV4Date.secondsSince1970(amzDate: amzDate) else {
             return deny(403, "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header")
         }
-        let serverNow = now
+        let serverNow = loop.now
         if abs(Double(seconds) - serverNow.timeIntervalSince1970) > 15 * 60 {
             return deny(403, "RequestTimeTooSkewed", Messages.skewed, extra: [
                 ("RequestTime", String(decoding: amzDate, as: UTF8.self)), ("ServerTime", ISO8601DateFormatter().string(from: serverNow)),
@@ -257,7 +253,7 @@ public final class SimService: @unchecked Sendable {
             return deny(400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256")
         }
         if !bytes(contentSHA).equals("UNSIGNED-PAYLOAD") && !bytes(contentSHA).equals("STREAMING-UNSIGNED-PAYLOAD-TRAILER") {
-            let digest = bodySHA256.value(for: request.body) { Crypto.sha256($0) }
+            let digest = loop.bodySHA256.value(for: request.body) { Crypto.sha256($0) }
             if !HexDigit.matches(bytes(contentSHA), digest) {
                 return deny(400, "XAmzContentSHA256Mismatch", Messages.contentSHAMismatch, extra: [
                     ("ClientComputedContentSHA256", request.text(contentSHA)), ("S3ComputedContentSHA256", HexDigit.encode(digest)),
@@ -274,7 +270,7 @@ public final class SimService: @unchecked Sendable {
         }
         let scope = bytes(auth.day.lowerBound..<auth.credential.upperBound)  // day/region/s3/aws4_request
         let stringToSign = SigV4Signer.stringToSign(canonicalRequest: canonical, amzDate: amzDate, scope: scope)
-        let key = signingKey(credential, request: request, auth: auth)
+        let key = signingKey(credential, request: request, auth: auth, loop: loop)
         let signature = key.mac(stringToSign)
         guard HexDigit.matches(bytes(auth.signature), signature) else {
             return deny(403, "SignatureDoesNotMatch", Messages.signatureMismatch, extra: [
@@ -305,56 +301,53 @@ public final class SimService: @unchecked Sendable {
         }
     }
 
-    /// kSigning for the credential's secret, day and region, derived once and cached (as S3 and the SDKs do).
-    private func signingKey(_ credential: SimCredential, request: SimRequest, auth: AuthorizationHeader) -> Crypto.HMACKey {
+    /// kSigning for the credential's secret, day and region, derived once per scope on each loop (as S3 and the SDKs
+    /// cache it).
+    private func signingKey(_ credential: SimCredential, request: SimRequest, auth: AuthorizationHeader, loop: LoopCache) -> Crypto.HMACKey {
         let scopeBytes = request.fieldBytes[auth.credential]
-        let cached = lock.withLock { () -> Crypto.HMACKey? in
-            guard lastSigningKey != nil, lastSigningKey!.scope[...].equals(scopeBytes) else { return nil }
-            return lastSigningKey!.key
-        }
-        if let cached { return cached }
-        let scope = request.text(auth.credential)
-        let key = lock.withLock({ signingKeys[scope] }) ?? Crypto.HMACKey(SigV4Signer(service: "s3", region: request.text(auth.region))
+        if let last = loop.lastSigningKey, last.scope[...].equals(scopeBytes) { return last.key }
+        let key = Crypto.HMACKey(SigV4Signer(service: "s3", region: request.text(auth.region))
             .signingKey(credentials: AWSCredentials(accessKeyID: credential.accessKeyID, secretAccessKey: credential.secretAccessKey),
                         day: request.text(auth.day)))
-        lock.withLock {
-            signingKeys[scope] = key
-            lastSigningKey = (Array(scopeBytes), key)
-        }
+        loop.lastSigningKey = (Array(scopeBytes), key)
         return key
     }
 
     /// The credential of the access key id in `bytes`, if the simulator knows it.
-    private func credential(accessKeyID bytes: ArraySlice<UInt8>) -> SimCredential? {
-        lock.withLock { () -> SimCredential? in
-            if let last = lastCredential, last.accessKeyID[...].equals(bytes) { return last.credential }
-            guard let found = credentials[String(decoding: bytes, as: UTF8.self)] else { return nil }
-            lastCredential = (Array(bytes), found)
-            return found
-        }
+    private func credential(accessKeyID bytes: ArraySlice<UInt8>, loop: LoopCache) -> SimCredential? {
+        if let last = loop.lastCredential, last.accessKeyID[...].equals(bytes) { return last.credential }
+        guard let found = loop.credentials[String(decoding: bytes, as: UTF8.self)] else { return nil }
+        loop.lastCredential = (Array(bytes), found)
+        return found
     }
 
     // MARK: Faults
 
-    private func injectFault(_ request: SimRequest, _ target: Target, requestID: String) -> SimResponse? {
-        let now = Self.monotonic()
-        let (faults, throttled, kmsThrottled, roll) = lock.withLock { () -> (SimFaults, Bool, Bool, Double) in
-            var throttled = false
-            if var bucket = throttle {
-                throttled = !bucket.take(now: now)
-                throttle = bucket
+    private func injectFault(_ request: SimRequest, _ target: Target, requestID: String, loop: LoopCache) -> SimResponse? {
+        let faults = loop.faults
+        var (throttled, kmsThrottled) = (false, false)
+        // The token buckets are shared by the loops: a rate is the whole simulator's.
+        if faults.throttleRPS != nil || faults.kmsThrottleRPS != nil || !faults.bucketThrottleRPS.isEmpty {
+            let now = Self.monotonic()
+            (throttled, kmsThrottled) = lock.withLock { () -> (Bool, Bool) in
+                var throttled = false
+                if var bucket = throttle {
+                    throttled = !bucket.take(now: now)
+                    throttle = bucket
+                }
+                if !throttled, var bucket = bucketThrottles[target.bucket] {
+                    throttled = !bucket.take(now: now)
+                    bucketThrottles[target.bucket] = bucket
+                }
+                var kmsThrottled = false
+                if target.has("encryption"), var bucket = kmsThrottle {
+                    kmsThrottled = !bucket.take(now: now)
+                    kmsThrottle = bucket
+                }
+                return (throttled, kmsThrottled)
             }
-            if !throttled, var bucket = bucketThrottles[target.bucket] {
-                throttled = !bucket.take(now: now)
-                bucketThrottles[target.bucket] = bucket
-            }
-            var kmsThrottled = false
-            if target.has("encryption"), var bucket = kmsThrottle {
-                kmsThrottled = !bucket.take(now: now)
-                kmsThrottle = bucket
-            }
-            return (_faults, throttled, kmsThrottled, Double.random(in: 0..<1, using: &random))
         }
+        let roll = Double.random(in: 0..<1, using: &loop.random)
         var response: SimResponse?
         if throttled {
             state.count { $0.throttled += 1 }
@@ -382,14 +375,12 @@ public final class SimService: @unchecked Sendable {
     }
 
     /// The configured latency, drawn for one answer; the handler holds the answer back without blocking a thread.
-    func drawLatency() -> Double {
-        lock.withLock {
-            switch _faults.latency {
-            case .none: return 0
-            case .fixed(let ms): return ms / 1000
-            case .uniform(let lo, let hi): return Double.random(in: lo...max(lo, hi), using: &random) / 1000
-            case .exponential(let mean): return -log(1 - Double.random(in: 0..<1, using: &random)) * mean / 1000
-            }
+    func drawLatency(_ loop: LoopCache) -> Double {
+        switch loop.faults.latency {
+        case .none: return 0
+        case .fixed(let ms): return ms / 1000
+        case .uniform(let lo, let hi): return Double.random(in: lo...max(lo, hi), using: &loop.random) / 1000
+        case .exponential(let mean): return -log(1 - Double.random(in: 0..<1, using: &loop.random)) * mean / 1000
         }
     }
 

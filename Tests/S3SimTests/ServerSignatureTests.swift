@@ -143,3 +143,8 @@ final class ServerSignatureTests: XCTestCase {
         XCTAssertFalse(S3Endpoint.isIPLiteral("my.bucket.1.2"))
     }
 }
+
+extension SimService {
+    /// In process, as one of the server's event loops answers it (a fresh loop cache: no cached credential or key).
+    func handle(_ request: SimRequest) -> SimResponse { handle(request, on: LoopCache(index: 0)) }
+}

@@ -172,7 +172,10 @@ final class UpdateObjectEncryptionTests: XCTestCase {
         let value6 = await h.update(ObjectRef(bucket: "bucket-a", key: "k"))
         XCTAssertEqual(h.classify(value6), .succeeded)
         XCTAssertEqual(h.client.currentClockOffset, 3600, accuracy: 5)
-        XCTAssertEqual(h.state.snapshotCounters.byStatus["403"], 1, "one RequestTimeTooSkewed, then success")
+        let counters = h.state.snapshotCounters
+        XCTAssertEqual(counters.byStatus["403"], 1, "one RequestTimeTooSkewed, then success")
+        XCTAssertEqual(counters.byStatus["200"], 1, "each answer is counted once")
+        XCTAssertEqual(counters.requests, 2)
     }
 
     func testSessionTokenIsRequiredWhenTheCredentialHasOne() async throws {
