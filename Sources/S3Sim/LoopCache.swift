@@ -30,6 +30,10 @@ final class LoopCache: @unchecked Sendable {
     /// the SDKs do. Both are cleared when the settings change.
     var lastSigningKey: (scope: [UInt8], key: Crypto.HMACKey)?
 
+    /// Bucket regions looked up (nil: no such bucket), valid while the state's `bucketsGeneration` is `regionsGeneration`.
+    private var regions: [String: String?] = [:]
+    private var regionsGeneration = UInt64.max
+
     /// What the last small body was found to be: the same bytes arrive on every call of a bulk job.
     var updateBodies = LastBody<UpdateBody.Reading>()
     var bodyCRC32 = LastBody<String>()
@@ -54,6 +58,20 @@ final class LoopCache: @unchecked Sendable {
             dateHeader = HTTPDate.format(Date(timeIntervalSince1970: Double(second)))
         }
         return dateHeader
+    }
+
+    /// The region of `bucket`, or nil if there is no such bucket; from this loop's cache unless the buckets changed.
+    func region(of bucket: String, in state: SimState) -> String? {
+        let generation = state.bucketsGeneration.load(ordering: .acquiring)
+        // Dropped when the buckets change, and when requests for many unknown names have filled it.
+        if generation != regionsGeneration || regions.count >= 4096 {
+            regions.removeAll(keepingCapacity: true)
+            regionsGeneration = generation
+        }
+        if let known = regions[bucket] { return known }
+        let region = state.bucketRegion(bucket)
+        regions[bucket] = .some(region)
+        return region
     }
 
     /// Now on the simulator's clock.

@@ -64,7 +64,7 @@ extension SimService {
             return SimResponse(status: 200, headers: versioned ? [("x-amz-version-id", version.versionID)] : [], body: [])
         }
 
-        return state.withLock { buckets, counters -> SimResponse in
+        return state.withObjects { buckets, counters -> SimResponse in
             counters.updateCalls += 1
             func inBucket(_ bucket: inout SimBucket) -> SimResponse {
                 if let expectedOwner, expectedOwner != bucket.ownerAccount { return fail(403, "AccessDenied", Messages.accessDenied) }
@@ -257,7 +257,7 @@ extension SimService {
 
 extension SimState {
     func snapshotVersions(bucket: String, key: String) -> [SimVersion]? {
-        withLock { buckets, _ in buckets[bucket]?.objects[key] }
+        withObjects { buckets, _ in buckets[bucket]?.objects[key] }
     }
 }
 

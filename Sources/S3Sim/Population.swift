@@ -226,7 +226,7 @@ public struct SimError: Error, CustomStringConvertible {
 extension SimState {
     /// Makes every UpdateObjectEncryption of this object fail with 500 (a persistently broken object).
     func markBroken(bucket: String, key: String) {
-        withLock { buckets, _ in
+        withObjects { buckets, _ in
             guard var versions = buckets[bucket]?.objects[key] else { return }
             for i in versions.indices { versions[i].broken = true }
             buckets[bucket]?.objects[key] = versions

@@ -156,14 +156,14 @@ public final class SimService: @unchecked Sendable {
         var host = Substring(request.header("host") ?? "")
         if !host.hasSuffix("]"), let colon = host.utf8.lastIndex(of: 0x3A) { host = host[..<colon] }
         var target: Target
-        if !S3Endpoint.isIPLiteral(host), let dot = host.utf8.firstIndex(of: 0x2E), let region = state.bucketRegion(String(host[..<dot])) {
+        if !S3Endpoint.isIPLiteral(host), let dot = host.utf8.firstIndex(of: 0x2E), let region = loop.region(of: String(host[..<dot]), in: state) {
             let key = path.hasPrefix("/") ? String(path.utf8.dropFirst())! : path
             target = Target(bucket: String(host[..<dot]), key: key, query: query, region: region)
         } else {
             let trimmed = path.hasPrefix("/") ? Substring(path.utf8.dropFirst()) : Substring(path)
             let (bucket, rest) = UTF8Split.once(trimmed, 0x2F)  // '/'
             target = Target(bucket: String(bucket), key: rest.map(String.init) ?? "", query: query)
-            target.region = state.bucketRegion(target.bucket)
+            target.region = loop.region(of: target.bucket, in: state)
         }
         if verifySignatures, let failure = authenticate(request, target, requestID: requestID, loop: loop) { return failure }
         if let fault = injectFault(request, target, requestID: requestID, loop: loop) { return fault }

@@ -1,6 +1,7 @@
 import S3
 import Foundation
 import NIOConcurrencyHelpers
+import Synchronization
 
 /// Server-side encryption of a stored object version.
 public enum SimEncryption: Sendable, Equatable, Codable {
@@ -123,15 +124,30 @@ public final class SimState: @unchecked Sendable {
     private var buckets: [String: SimBucket] = [:]
     private var counters = SimCounters()
     private var nextVersion: UInt64 = 1
+    /// Bumped (under `lock`) whenever buckets may have been added, removed or moved to another region, so that each
+    /// event loop can keep the regions it has looked up (`LoopCache.region`) and know when to drop them.
+    let bucketsGeneration = Atomic<UInt64>(0)
 
     public init() {}
 
+    /// Anything may change here, buckets and their regions included.
     public func withLock<T>(_ body: (inout [String: SimBucket], inout SimCounters) throws -> T) rethrows -> T {
+        try lock.withLock {
+            defer { bucketsGeneration.add(1, ordering: .releasing) }
+            return try body(&buckets, &counters)
+        }
+    }
+
+    /// For operations on objects, which leave the buckets themselves as they are: a region looked up before stays true.
+    func withObjects<T>(_ body: (inout [String: SimBucket], inout SimCounters) throws -> T) rethrows -> T {
         try lock.withLock { try body(&buckets, &counters) }
     }
 
     public func addBucket(_ bucket: SimBucket) {
-        lock.withLock { buckets[bucket.name] = bucket }
+        lock.withLock {
+            buckets[bucket.name] = bucket
+            bucketsGeneration.add(1, ordering: .releasing)
+        }
     }
 
     /// Adds an object version; returns its version id.

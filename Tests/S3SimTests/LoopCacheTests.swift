@@ -33,3 +33,19 @@ final class LoopCacheTests: XCTestCase {
         XCTAssertNil(loop.lastSigningKey)
     }
 }
+
+extension LoopCacheTests {
+    /// Regions are kept per loop, and forgotten when the buckets change: a bucket created (or moved) after a loop
+    /// looked it up is seen at once.
+    func testRegionsFollowChangesToTheBuckets() {
+        let state = SimState()
+        let loop = LoopCache(index: 0)
+        XCTAssertNil(loop.region(of: "late", in: state))
+        state.addBucket(SimBucket(name: "late", region: "eu-west-1"))
+        XCTAssertEqual(loop.region(of: "late", in: state), "eu-west-1")
+        state.withLock { buckets, _ in buckets["late"]?.region = "ap-south-1" }
+        XCTAssertEqual(loop.region(of: "late", in: state), "ap-south-1")
+        state.withLock { buckets, _ in buckets["late"] = nil }
+        XCTAssertNil(loop.region(of: "late", in: state))
+    }
+}
