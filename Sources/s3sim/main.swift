@@ -36,6 +36,8 @@ struct S3SimCommand: ParsableCommand {
     @Option(name: .customLong("error-in-200-rate"), help: "Share answered 200 with an <Error> body.") var errorIn200Rate = 0.0
 
     @Flag(name: .customLong("no-verify-signatures"), help: "Skip SigV4 checks (to measure their cost).") var noVerify = false
+    @Flag(name: .customLong("default-scheduling"),
+          help: "Run the event loops at the default policy, not SCHED_BATCH (to measure the difference).") var defaultScheduling = false
     @Option(name: .customLong("access-key"), help: "Accepted access key id.") var accessKey = SimCredential.default.accessKeyID
     @Option(name: .customLong("secret-key"), help: "Its secret.") var secretKey = SimCredential.default.secretAccessKey
     @Option(name: .customLong("state-out"), help: "Write counters and the full object state as JSON on exit.") var stateOut: String?
@@ -48,7 +50,7 @@ struct S3SimCommand: ParsableCommand {
 
     func run() throws {
         let simulator = S3Simulator(credentials: [SimCredential(accessKeyID: accessKey, secretAccessKey: secretKey)],
-                                    verifySignatures: !noVerify, threads: threads)
+                                    verifySignatures: !noVerify, threads: threads, batchScheduling: !defaultScheduling)
         if let populationFile {
             let n = try SimStateDump.load(from: populationFile, into: simulator.state)
             FileHandle.standardError.write(Data("s3sim: loaded \(n) objects from \(populationFile)\n".utf8))
