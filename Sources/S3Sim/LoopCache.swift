@@ -5,11 +5,11 @@ import S3
 /// random numbers, request ids and `Date` header, and caches of what a bulk client sends again and again.
 /// Touched only on its event loop, one request at a time, which is what makes `@unchecked Sendable` sound.
 ///
-/// Why per loop: with the settings, caches and randomness behind the service's shared lock, each request took that
-/// lock about ten times. On two loops the lock was contended often enough that futex waits (and the context switches
-/// they bring) were 4% of the simulator's CPU under the client benchmark, and the simulator shares the machine with
-/// what it measures. Now a request reads one atomic generation number and takes no service lock unless a throttle
-/// is configured.
+/// Why per loop: with the settings, caches and randomness behind shared locks, each request took locks about a dozen
+/// times. On two loops they were contended often enough that futex waits (and the context switches they bring) were
+/// 4% of the simulator's CPU under the client benchmark, and the simulator shares the machine with what it measures.
+/// Now a request reads two atomic generation numbers (the settings', the buckets') and takes one lock, the state's,
+/// for the operation itself (and the service's only when a throttle is configured).
 final class LoopCache: @unchecked Sendable {
     /// The loop's number, in the top bits of its request ids (so ids stay unique across loops).
     private let index: UInt64
