@@ -186,8 +186,9 @@ extension SimService {
                            contentLengthOverride: head ? version.body.count : nil)
     }
 
+    /// `target.region` is the bucket's, looked up by `route` (which answers NoSuchBucket without one).
     func headBucket(_ target: Target) -> SimResponse {
-        SimResponse(status: 200, headers: [("x-amz-bucket-region", state.bucketRegion(target.bucket) ?? "us-east-1")], body: [],
+        SimResponse(status: 200, headers: [("x-amz-bucket-region", target.region ?? "us-east-1")], body: [],
                     contentLengthOverride: 0)
     }
 
