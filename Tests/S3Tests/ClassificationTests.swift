@@ -52,6 +52,15 @@ final class ClassificationTests: XCTestCase {
         XCTAssertEqual(classify(403, "RequestTimeTooSkewed"), .clockSkew)
         XCTAssertEqual(classify(301, "PermanentRedirect", region: "eu-west-1"), .wrongRegion("eu-west-1"))
         XCTAssertEqual(classify(400, "AuthorizationHeaderMalformed", region: "ap-south-1"), .wrongRegion("ap-south-1"))
+        // A HEAD's bare 400 (code from the status): a redirect when the header names a region, and for HeadObject
+        // even when none does (the client then asks HeadBucket). Not for a bodiless 400 to anything else.
+        func bare400(_ operation: String, region: String?) -> Classification {
+            Classifier.classify(S3Error(status: 400, code: S3Error.defaultCode(400), message: "", region: region, operation: operation))
+        }
+        XCTAssertEqual(bare400("HeadBucket", region: "eu-west-1"), .wrongRegion("eu-west-1"))
+        XCTAssertEqual(bare400("HeadObject", region: nil), .wrongRegion(nil))
+        XCTAssertNotEqual(bare400("UpdateObjectEncryption", region: nil), .wrongRegion(nil))
+        XCTAssertNotEqual(bare400("HeadBucket", region: nil), .wrongRegion(nil))
         XCTAssertEqual(classify(400, "ExpiredToken"), .expiredCredentials)
         XCTAssertEqual(classify(403, "SignatureDoesNotMatch"), .terminal(.accessDenied))
     }

@@ -25,9 +25,9 @@ public struct S3ClientConfiguration: Sendable {
 }
 
 /// Signs and sends S3 calls over `CurlTransport`. Handles, once per call, what the SDKs handle: a wrong region
-/// (learnt from `x-amz-bucket-region`, 301 PermanentRedirect or 400 AuthorizationHeaderMalformed `<Region>`,
-/// cached per bucket, request re-signed), clock skew (offset from the response's `Date`), expired temporary
-/// credentials (refreshed). Everything else is returned for the caller (the engine) to classify and retry.
+/// (learnt from `x-amz-bucket-region`, 301 PermanentRedirect or 400 AuthorizationHeaderMalformed `<Region>`, or from
+/// HeadBucket when the answer names none; cached per bucket, request re-signed), clock skew (offset from the
+/// response's `Date`), expired temporary credentials (refreshed). Everything else is returned for the caller (the engine) to classify and retry.
 /// Sources: botocore utils.py S3RegionRedirectorv2; botocore endpoint.py (clock skew).
 public final class S3Client: @unchecked Sendable {
     public let configuration: S3ClientConfiguration
@@ -123,6 +123,24 @@ public final class S3Client: @unchecked Sendable {
         }
     }
 
+    /// When a wrong-region answer names no region (a HEAD's bare 400, a redirect without the header), HeadBucket is
+    /// asked, as botocore does: its answer, success or error, carries `x-amz-bucket-region`. `learnt` is that region
+    /// when it differs from the one the failed call was signed for (it is then remembered for the bucket); nil
+    /// otherwise, and the call's own error stands. The probe is sent as a retry, so it is not redirected in turn.
+    /// https://github.com/boto/botocore/blob/develop/botocore/utils.py (S3RegionRedirectorv2.get_bucket_region)
+    private func askRegion(of bucket: String, signedFor region: String, learnt: @escaping @Sendable (String?) -> Void) {
+        send(.headBucket(bucket), object: nil, attempt: 1, downloadTo: nil) { [self] result in
+            let named: String?
+            switch result {
+            case .success(let response): named = response.header("x-amz-bucket-region")
+            case .failure(let e): named = e.region
+            }
+            guard let named, !named.isEmpty, named != region else { return learnt(nil) }
+            lock.withLock { bucketRegions[bucket] = named }
+            learnt(named)
+        }
+    }
+
     /// The signer for `region` (caller holds `lock`).
     private func signerLocked(for region: String) -> SigV4Signer {
         if let s = lastSigner, s.region == region { return s }
@@ -182,6 +200,12 @@ public final class S3Client: @unchecked Sendable {
                 case .wrongRegion(let learnt?) where learnt != region:
                     lock.withLock { bucketRegions[request.bucket] = learnt }
                     send(request, object: object, attempt: attempt + 1, downloadTo: fd, completion: completion)
+                case .wrongRegion(nil) where request.operation != "HeadBucket" && !request.bucket.isEmpty:
+                    let unredirected = error
+                    askRegion(of: request.bucket, signedFor: region) { [self] learnt in
+                        guard learnt != nil else { return completion(.failure(unredirected)) }
+                        send(request, object: object, attempt: attempt + 1, downloadTo: fd, completion: completion)
+                    }
                 case .clockSkew:
                     if let serverDate = response.header("date").flatMap(HTTPDates.parse) {
                         lock.withLock { clockOffset = serverDate.timeIntervalSince(clock()) }

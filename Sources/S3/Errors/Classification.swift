@@ -49,6 +49,14 @@ public enum Classifier {
     static let notFoundCodes: Set<String> = ["NoSuchKey", "NoSuchVersion", "NoSuchBucket", "NotFound"]
     static let credentialCodes: Set<String> = ["ExpiredToken", "TokenRefreshRequired", "ExpiredTokenException"]
 
+    /// A HEAD signed for the wrong region gets a bare 400: no body says AuthorizationHeaderMalformed. botocore takes
+    /// it as a redirect when `x-amz-bucket-region` names the region, and for HeadObject even when nothing does (it then
+    /// asks HeadBucket; `S3Client` does the same). "BadRequest" is the code `S3Error` gives a 400 without a body.
+    /// https://github.com/boto/botocore/blob/develop/botocore/utils.py (S3RegionRedirectorv2.redirect_from_error)
+    static func isBodilessWrongRegion(_ error: S3Error) -> Bool {
+        error.status == 400 && error.code == "BadRequest" && (error.region != nil || error.operation == "HeadObject")
+    }
+
     public static func classify(_ error: S3Error) -> Classification {
         let code = error.code
         if error.status == 429 || throttlingCodes.contains(code) {
@@ -58,7 +66,8 @@ public enum Classifier {
         if credentialCodes.contains(code) { return .expiredCredentials }
         if code == "PermanentRedirect" || error.status == 301
             || (code == "AuthorizationHeaderMalformed" && error.region != nil)
-            || (code == "IllegalLocationConstraintException") {
+            || (code == "IllegalLocationConstraintException")
+            || isBodilessWrongRegion(error) {
             return .wrongRegion(error.region)
         }
         if notFoundCodes.contains(code) || (error.status == 404 && code.isEmpty) { return .terminal(.notFound) }
