@@ -37,12 +37,7 @@ final class FaultTests: XCTestCase {
     }
 
     func testThrottlingAnswersSlowDownAboveTheRate() async throws {
-        let h = try SimHarness()
-        h.bucket()
-        h.state.putObject(bucket: "bucket-a", key: "k", encryption: .sseS3)
-        var faults = SimFaults()
-        faults.throttleRPS = 5
-        h.simulator.service.faults = faults
+        let h = try SimHarness.withOneObject { $0.throttleRPS = 5 }
         var throttled = 0, kms = 0
         await withTaskGroup(of: Classification.self) { group in
             for _ in 0..<60 { group.addTask { h.classify(await h.update(ObjectRef(bucket: "bucket-a", key: "k"))) } }
@@ -50,9 +45,9 @@ final class FaultTests: XCTestCase {
         }
         XCTAssertGreaterThan(throttled, 0)
         XCTAssertEqual(h.state.snapshotCounters.throttled, throttled)
-        faults = SimFaults()
-        faults.kmsThrottleRPS = 1
-        h.simulator.service.faults = faults
+        var kmsOnly = SimFaults()
+        kmsOnly.kmsThrottleRPS = 1
+        h.simulator.service.faults = kmsOnly
         for _ in 0..<10 where h.classify(await h.update(ObjectRef(bucket: "bucket-a", key: "k"))) == .retryable(.throttled(kms: true)) {
             kms += 1
         }

@@ -28,6 +28,17 @@ final class SimHarness: Sendable {
 
     var state: SimState { simulator.state }
 
+    /// A harness whose simulator holds `bucket-a` with one SSE-S3 object, `k`, and runs with `faults`.
+    static func withOneObject(_ faults: (inout SimFaults) -> Void) throws -> SimHarness {
+        let h = try SimHarness()
+        h.bucket()
+        h.state.putObject(bucket: "bucket-a", key: "k", encryption: .sseS3)
+        var settings = SimFaults()
+        faults(&settings)
+        h.simulator.service.faults = settings
+        return h
+    }
+
     func bucket(_ name: String = "bucket-a", region: String = "us-east-1", owner: String = "111122223333") {
         state.addBucket(SimBucket(name: name, region: region, ownerAccount: owner))
     }

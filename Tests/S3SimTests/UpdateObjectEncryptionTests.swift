@@ -163,12 +163,7 @@ final class UpdateObjectEncryptionTests: XCTestCase {
     }
 
     func testClockSkewIsCorrectedFromTheDateHeader() async throws {
-        let h = try SimHarness()
-        h.bucket()
-        h.state.putObject(bucket: "bucket-a", key: "k", encryption: .sseS3)
-        var faults = SimFaults()
-        faults.clockOffsetSeconds = 3600
-        h.simulator.service.faults = faults
+        let h = try SimHarness.withOneObject { $0.clockOffsetSeconds = 3600 }
         let value6 = await h.update(ObjectRef(bucket: "bucket-a", key: "k"))
         XCTAssertEqual(h.classify(value6), .succeeded)
         XCTAssertEqual(h.client.currentClockOffset, 3600, accuracy: 5)
@@ -176,6 +171,23 @@ final class UpdateObjectEncryptionTests: XCTestCase {
         XCTAssertEqual(counters.byStatus["403"], 1, "one RequestTimeTooSkewed, then success")
         XCTAssertEqual(counters.byStatus["200"], 1, "each answer is counted once")
         XCTAssertEqual(counters.requests, 2)
+    }
+
+    /// A HEAD (what `inspect` sends) signed at a skewed time gets a bare 403 with no code to say so: the response's
+    /// `Date`, an hour from the signing time, shows it, and the call is re-signed once. A HEAD's 404 in step with the
+    /// server's clock is not retried.
+    func testClockSkewOnAHeadIsSeenFromTheDateAlone() async throws {
+        let h = try SimHarness.withOneObject { $0.clockOffsetSeconds = 3600 }
+        let object = ObjectRef(bucket: "bucket-a", key: "k")
+        let result = await h.client.send(.headObject(object), object: object)
+        guard case .success(let response) = result else { return XCTFail("HeadObject failed: \(result)") }
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(h.client.currentClockOffset, 3600, accuracy: 5)
+        XCTAssertEqual(h.state.snapshotCounters.byStatus["403"], 1, "one bare 403, then success")
+        let missing = ObjectRef(bucket: "bucket-a", key: "no-such-key")
+        guard case .failure(let e) = await h.client.send(.headObject(missing), object: missing) else { return XCTFail("found") }
+        XCTAssertEqual(e.status, 404)
+        XCTAssertEqual(h.state.snapshotCounters.requests, 3, "the 404 was not sent again")
     }
 
     func testSessionTokenIsRequiredWhenTheCredentialHasOne() async throws {

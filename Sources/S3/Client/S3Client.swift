@@ -27,7 +27,7 @@ public struct S3ClientConfiguration: Sendable {
 /// Signs and sends S3 calls over `CurlTransport`. Handles, once per call, what the SDKs handle: a wrong region
 /// (learnt from `x-amz-bucket-region`, 301 PermanentRedirect or 400 AuthorizationHeaderMalformed `<Region>`, or from
 /// HeadBucket when the answer names none; cached per bucket, request re-signed), clock skew (offset from the
-/// response's `Date`), expired temporary credentials (refreshed). Everything else is returned for the caller (the engine) to classify and retry.
+/// response's `Date`; for a HEAD's bare failure, seen from that `Date` alone), expired temporary credentials (refreshed). Everything else is returned for the caller (the engine) to classify and retry.
 /// Sources: botocore utils.py S3RegionRedirectorv2; botocore endpoint.py (clock skew).
 public final class S3Client: @unchecked Sendable {
     public let configuration: S3ClientConfiguration
@@ -196,7 +196,9 @@ public final class S3Client: @unchecked Sendable {
                     completion(.failure(error))
                     return
                 }
-                switch Classifier.classify(error) {
+                var classification = Classifier.classify(error)
+                if request.method == "HEAD", Self.headShowsClockSkew(response, signedAt: date) { classification = .clockSkew }
+                switch classification {
                 case .wrongRegion(let learnt?) where learnt != region:
                     lock.withLock { bucketRegions[request.bucket] = learnt }
                     send(request, object: object, attempt: attempt + 1, downloadTo: fd, completion: completion)
@@ -221,6 +223,21 @@ public final class S3Client: @unchecked Sendable {
                 }
             }
         }
+    }
+}
+
+extension S3Client {
+    /// Skew over which an unexplained HEAD failure is put down to the clock: the AWS SDKs' five minutes.
+    static let headSkewThreshold: Double = 300
+
+    /// S3 answers a HEAD signed at a skewed time with a bare 403: no body to say RequestTimeTooSkewed. The AWS SDKs
+    /// then compare the response's `Date` with the time the request was signed at, and take a gap of over five
+    /// minutes as skew (aws-sdk-swift AWSClockSkewProvider: "Certain S3 HEAD methods will return generic HTTP 403
+    /// errors when the cause of the failure is clock skew").
+    /// https://github.com/awslabs/aws-sdk-swift/blob/main/Sources/Core/AWSClientRuntime/Sources/AWSClientRuntime/AWSClockSkewProvider.swift
+    static func headShowsClockSkew(_ response: HTTPResponse, signedAt date: SigV4Date) -> Bool {
+        guard let signed = date.secondsSince1970, let server = response.header("date").flatMap(HTTPDates.parse) else { return false }
+        return abs(server.timeIntervalSince1970 - Double(signed)) > headSkewThreshold
     }
 }
 
