@@ -192,8 +192,36 @@ extension SimService {
                     contentLengthOverride: 0)
     }
 
+    /// How a listing writes keys: XML-escaped, or with `encoding-type=url` URL-encoded as S3 does (a space as `+`), which
+    /// is what lets a key with characters XML 1.0 cannot carry through. nil: an encoding S3 does not know.
+    /// https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html (EncodingType)
+    struct ListingEncoding {
+        let url: Bool
+
+        init?(_ target: Target) {
+            switch target.param("encoding-type") {
+            case nil: url = false
+            case "url": url = true
+            default: return nil
+            }
+        }
+
+        func key(_ key: String) -> String {
+            url ? URIEncoding.encode(key, keepSlash: true).replacingOccurrences(of: "%20", with: "+") : XMLText.escape(key)
+        }
+
+        /// The element that tells the client to decode.
+        var element: String { url ? "<EncodingType>url</EncodingType>" : "" }
+    }
+
+    private func invalidEncoding(_ target: Target, requestID: String) -> SimResponse {
+        error(400, "InvalidArgument", "Invalid Encoding Method specified in Request", resource: target.resource,
+              requestID: requestID, extra: [("ArgumentName", "encoding-type"), ("ArgumentValue", target.param("encoding-type") ?? "")])
+    }
+
     /// ListObjectsV2: keys in UTF-8 order after the continuation token, `max-keys` a page.
-    func listObjectsV2(_ target: Target) -> SimResponse {
+    func listObjectsV2(_ target: Target, requestID: String) -> SimResponse {
+        guard let encoding = ListingEncoding(target) else { return invalidEncoding(target, requestID: requestID) }
         let prefix = target.param("prefix") ?? ""
         let maxKeys = min(1000, max(1, Int(target.param("max-keys") ?? "1000") ?? 1000))
         let after = target.param("continuation-token").flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }
@@ -204,14 +232,15 @@ extension SimService {
             .filter { after.isEmpty || after.utf8.lexicographicallyPrecedes($0.utf8) }
         let page = keys.prefix(maxKeys)
         var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-        xml += "<Name>\(XMLText.escape(target.bucket))</Name><Prefix>\(XMLText.escape(prefix))</Prefix><KeyCount>\(page.count)</KeyCount>"
+        xml += "<Name>\(XMLText.escape(target.bucket))</Name><Prefix>\(encoding.key(prefix))</Prefix><KeyCount>\(page.count)</KeyCount>"
+        xml += encoding.element
         xml += "<MaxKeys>\(maxKeys)</MaxKeys><IsTruncated>\(keys.count > maxKeys)</IsTruncated>"
         if keys.count > maxKeys, let last = page.last {
             xml += "<NextContinuationToken>\(Data(last.utf8).base64EncodedString())</NextContinuationToken>"
         }
         for key in page {
             let v = bucket!.objects[key]!.last!
-            xml += "<Contents><Key>\(XMLText.escape(key))</Key><LastModified>\(ISO8601DateFormatter().string(from: v.lastModified))</LastModified>"
+            xml += "<Contents><Key>\(encoding.key(key))</Key><LastModified>\(ISO8601DateFormatter().string(from: v.lastModified))</LastModified>"
             xml += "<ETag>\(XMLText.escape(v.etag))</ETag><Size>\(v.body.count)</Size><StorageClass>STANDARD</StorageClass></Contents>"
         }
         xml += "</ListBucketResult>"
@@ -219,7 +248,8 @@ extension SimService {
     }
 
     /// ListObjectVersions: (key, newest version first) order after the key and version-id markers.
-    func listObjectVersions(_ target: Target) -> SimResponse {
+    func listObjectVersions(_ target: Target, requestID: String) -> SimResponse {
+        guard let encoding = ListingEncoding(target) else { return invalidEncoding(target, requestID: requestID) }
         let prefix = target.param("prefix") ?? ""
         let maxKeys = min(1000, max(1, Int(target.param("max-keys") ?? "1000") ?? 1000))
         let keyMarker = target.param("key-marker") ?? ""
@@ -239,14 +269,15 @@ extension SimService {
         }
         let page = entries.prefix(maxKeys)
         var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListVersionsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-        xml += "<Name>\(XMLText.escape(target.bucket))</Name><Prefix>\(XMLText.escape(prefix))</Prefix><MaxKeys>\(maxKeys)</MaxKeys>"
+        xml += "<Name>\(XMLText.escape(target.bucket))</Name><Prefix>\(encoding.key(prefix))</Prefix><MaxKeys>\(maxKeys)</MaxKeys>"
+        xml += encoding.element
         xml += "<IsTruncated>\(entries.count > maxKeys)</IsTruncated>"
         if entries.count > maxKeys, let last = page.last {
-            xml += "<NextKeyMarker>\(XMLText.escape(last.key))</NextKeyMarker><NextVersionIdMarker>\(XMLText.escape(last.version.versionID))</NextVersionIdMarker>"
+            xml += "<NextKeyMarker>\(encoding.key(last.key))</NextKeyMarker><NextVersionIdMarker>\(XMLText.escape(last.version.versionID))</NextVersionIdMarker>"
         }
         for e in page {
             let tag = e.version.isDeleteMarker ? "DeleteMarker" : "Version"
-            xml += "<\(tag)><Key>\(XMLText.escape(e.key))</Key><VersionId>\(XMLText.escape(e.version.versionID))</VersionId>"
+            xml += "<\(tag)><Key>\(encoding.key(e.key))</Key><VersionId>\(XMLText.escape(e.version.versionID))</VersionId>"
             xml += "<IsLatest>\(e.latest)</IsLatest><LastModified>\(ISO8601DateFormatter().string(from: e.version.lastModified))</LastModified>"
             if !e.version.isDeleteMarker { xml += "<ETag>\(XMLText.escape(e.version.etag))</ETag><Size>\(e.version.body.count)</Size>" }
             xml += "</\(tag)>"

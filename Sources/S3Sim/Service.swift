@@ -177,8 +177,8 @@ public final class SimService: @unchecked Sendable {
         if target.key.isEmpty {
             switch (request.method, target.has("versions"), target.param("list-type")) {
             case ("HEAD", _, _): return headBucket(target)
-            case ("GET", true, _): return listObjectVersions(target)
-            case ("GET", false, "2"): return listObjectsV2(target)
+            case ("GET", true, _): return listObjectVersions(target, requestID: requestID)
+            case ("GET", false, "2"): return listObjectsV2(target, requestID: requestID)
             default:
                 return error(501, "NotImplemented", "This bucket operation is not implemented by the simulator",
                              resource: target.resource, requestID: requestID)

@@ -62,6 +62,7 @@ extension S3Client {
     public func listObjectsV2(bucket: String, prefix: String? = nil, pageSize: Int = 1000) async throws(S3Error) -> [ListedObject] {
         var result: [ListedObject] = []
         var token: String?
+        var seen: Set<String> = []
         repeat {
             let page: HTTPResponse
             switch await send(.listObjectsV2(bucket: bucket, prefix: prefix, continuationToken: token, maxKeys: pageSize)) {
@@ -69,12 +70,16 @@ extension S3Client {
             case .failure(let e): throw e
             }
             let xml = String(decoding: page.body, as: UTF8.self)
+            let keys = ListingKeys(xml, operation: "ListObjectsV2", bucket: bucket)
             for entry in XMLScan.all("Contents", in: xml) {
-                result.append(ListedObject(key: XMLScan.first("Key", in: entry) ?? "", versionID: nil, isLatest: true,
+                result.append(ListedObject(key: try keys.decode(XMLScan.first("Key", in: entry)), versionID: nil, isLatest: true,
                                            isDeleteMarker: false, size: Int(XMLScan.first("Size", in: entry) ?? "") ?? 0))
             }
-            token = XMLScan.first("IsTruncated", in: xml) == "true" ? XMLScan.first("NextContinuationToken", in: xml) : nil
-        } while token != nil
+            guard XMLScan.first("IsTruncated", in: xml) == "true" else { return result }
+            let next = XMLScan.first("NextContinuationToken", in: xml)
+            try ListingKeys.checkProgress(next, seen: &seen, operation: "ListObjectsV2", bucket: bucket)
+            token = next
+        } while true
         return result
     }
 
@@ -83,6 +88,7 @@ extension S3Client {
         var result: [ListedObject] = []
         var keyMarker: String?
         var versionMarker: String?
+        var seen: Set<String> = []
         while true {
             let page: HTTPResponse
             switch await send(.listObjectVersions(bucket: bucket, prefix: prefix, keyMarker: keyMarker,
@@ -91,6 +97,7 @@ extension S3Client {
             case .failure(let e): throw e
             }
             let xml = String(decoding: page.body, as: UTF8.self)
+            let keys = ListingKeys(xml, operation: "ListObjectVersions", bucket: bucket)
             // Versions and delete markers interleave in key order; scan both element kinds in document order.
             var rest = xml[...]
             while true {
@@ -106,14 +113,58 @@ extension S3Client {
                 let tag = isMarker ? "DeleteMarker" : "Version"
                 guard let close = rest.range(of: "</\(tag)>", range: open.upperBound..<rest.endIndex) else { break }
                 let entry = rest[open.upperBound..<close.lowerBound]
-                result.append(ListedObject(key: XMLScan.first("Key", in: entry) ?? "", versionID: XMLScan.first("VersionId", in: entry),
+                result.append(ListedObject(key: try keys.decode(XMLScan.first("Key", in: entry)), versionID: XMLScan.first("VersionId", in: entry),
                                            isLatest: XMLScan.first("IsLatest", in: entry) == "true", isDeleteMarker: isMarker,
                                            size: Int(XMLScan.first("Size", in: entry) ?? "") ?? 0))
                 rest = rest[close.upperBound...]
             }
             guard XMLScan.first("IsTruncated", in: xml) == "true" else { return result }
-            keyMarker = XMLScan.first("NextKeyMarker", in: xml)
-            versionMarker = XMLScan.first("NextVersionIdMarker", in: xml)
+            let nextKey = try XMLScan.first("NextKeyMarker", in: xml).map { text throws(S3Error) in try keys.decode(text) }
+            let nextVersion = XMLScan.first("NextVersionIdMarker", in: xml)
+            try ListingKeys.checkProgress(nextKey.map { "\($0)\u{0}\(nextVersion ?? "")" }, seen: &seen,
+                                          operation: "ListObjectVersions", bucket: bucket)
+            keyMarker = nextKey
+            versionMarker = nextVersion
         }
+    }
+}
+
+/// The keys of one listing page as stored: URL-decoded when the page says S3 encoded them (`<EncodingType>url`, what
+/// listings ask for), where a space is `+` (botocore decodes them with `unquote_plus`); as they are otherwise (a store
+/// that ignores the parameter sends them plain, and decoding them would change any key with `%` or `+`).
+struct ListingKeys {
+    let encoded: Bool
+    let operation: String
+    let bucket: String
+
+    init(_ xml: String, operation: String, bucket: String) {
+        encoded = XMLScan.first("EncodingType", in: xml) == "url"
+        self.operation = operation
+        self.bucket = bucket
+    }
+
+    /// A truncated page must say where the next begins, and somewhere not asked for before: otherwise the listing
+    /// would end early without a word, or go round for ever (botocore's paginators refuse a repeated token; this also
+    /// catches a cycle). `seen` holds the pages asked for so far, one entry per page.
+    static func checkProgress(_ next: String?, seen: inout Set<String>, operation: String, bucket: String) throws(S3Error) {
+        guard let next, !next.isEmpty else {
+            throw S3Error(status: 200, code: "InvalidResponse",
+                          message: "a \(operation) page of bucket \(bucket) is truncated but names no next page", operation: operation)
+        }
+        guard seen.insert(next).inserted else {
+            throw S3Error(status: 200, code: "InvalidResponse",
+                          message: "a \(operation) page of bucket \(bucket) names a page already listed as the next", operation: operation)
+        }
+    }
+
+    func decode(_ text: String?) throws(S3Error) -> String {
+        guard let text else { return "" }
+        guard encoded else { return text }
+        guard let key = URIEncoding.decode(text.replacingOccurrences(of: "+", with: " ")) else {
+            throw S3Error(status: 200, code: "InvalidResponse",
+                          message: "a \(operation) page of bucket \(bucket) holds a key that is not valid URL encoding: \(text)",
+                          operation: operation)
+        }
+        return key
     }
 }

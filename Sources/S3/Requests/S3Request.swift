@@ -94,23 +94,30 @@ public struct S3Request: Sendable {
                   headers: [("content-type", contentType), ("content-md5", Crypto.base64(Crypto.md5(body)))], body: body)
     }
 
+    /// Listings ask for keys URL-encoded, as botocore does for every listing: a key may hold characters XML 1.0 cannot
+    /// carry (control characters), and an encoded key can. The response says `<EncodingType>url</EncodingType>` when
+    /// it did so (`ListingKeys` decodes). https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
+    static let listEncoding: (name: String, value: String) = ("encoding-type", "url")
+
     public static func headBucket(_ bucket: String) -> S3Request {
         S3Request(operation: "HeadBucket", method: "HEAD", bucket: bucket)
     }
 
-    /// ListObjectsV2, one page; pass the previous page's `NextContinuationToken`.
+    /// ListObjectsV2, one page; pass the previous page's `NextContinuationToken`. Keys come back URL-encoded (see
+    /// `listEncoding`).
     public static func listObjectsV2(bucket: String, prefix: String? = nil, continuationToken: String? = nil,
                                      maxKeys: Int = 1000) -> S3Request {
-        var query: [(name: String, value: String)] = [("list-type", "2"), ("max-keys", String(maxKeys))]
+        var query: [(name: String, value: String)] = [("list-type", "2"), ("max-keys", String(maxKeys)), listEncoding]
         if let prefix { query.append(("prefix", prefix)) }
         if let continuationToken { query.append(("continuation-token", continuationToken)) }
         return S3Request(operation: "ListObjectsV2", method: "GET", bucket: bucket, query: query)
     }
 
-    /// ListObjectVersions, one page; pass the previous page's `NextKeyMarker` and `NextVersionIdMarker`.
+    /// ListObjectVersions, one page; pass the previous page's `NextKeyMarker` and `NextVersionIdMarker`. Keys come
+    /// back URL-encoded (see `listEncoding`).
     public static func listObjectVersions(bucket: String, prefix: String? = nil, keyMarker: String? = nil,
                                           versionIdMarker: String? = nil, maxKeys: Int = 1000) -> S3Request {
-        var query: [(name: String, value: String)] = [("versions", ""), ("max-keys", String(maxKeys))]
+        var query: [(name: String, value: String)] = [("versions", ""), ("max-keys", String(maxKeys)), listEncoding]
         if let prefix { query.append(("prefix", prefix)) }
         if let keyMarker { query.append(("key-marker", keyMarker)) }
         if let versionIdMarker { query.append(("version-id-marker", versionIdMarker)) }
