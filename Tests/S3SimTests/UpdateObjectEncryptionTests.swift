@@ -254,5 +254,10 @@ final class UpdateObjectEncryptionTests: XCTestCase {
         try await h.client.putObject(bucket: "bucket-a", key: "reports/a b.csv", body: Array("x,y\n".utf8), contentType: "text/csv")
         let value8 = try await h.client.getObject(bucket: "bucket-a", key: "reports/a b.csv")
         XCTAssertEqual(value8, Array("x,y\n".utf8))
+        // An object may hold anything, an S3 error document included: GetObject's 200 is its content, not an error.
+        let lookalike = Array("<?xml version=\"1.0\"?><Error><Code>InternalError</Code></Error>".utf8)
+        try await h.client.putObject(bucket: "bucket-a", key: "notes/error.xml", body: lookalike, contentType: "application/xml")
+        let content = try await h.client.getObject(bucket: "bucket-a", key: "notes/error.xml")
+        XCTAssertEqual(content, lookalike)
     }
 }

@@ -180,7 +180,10 @@ public final class S3Client: @unchecked Sendable {
                 completion(.failure(S3Error(status: 0, code: "", message: "connection failed: \(message) (curl code \(code))",
                                             operation: request.operation, object: object)))
             case .response(let response):
-                if (200..<300).contains(response.status) && !(response.status == 200 && S3Error.isErrorDocument(response.body)) {
+                // A 200 can carry an error document, except where the body is the object itself: GetObject's content
+                // may be any bytes, `<Error>` included (botocore skips operations whose payload is a blob).
+                let errorIn200 = response.status == 200 && request.operation != "GetObject" && S3Error.isErrorDocument(response.body)
+                if (200..<300).contains(response.status) && !errorIn200 {
                     // A success was signed for the right region; only HeadBucket is asked in order to learn it (as
                     // botocore's region redirector does), so other successes skip the header search.
                     if request.operation == "HeadBucket", let learnt = response.header("x-amz-bucket-region") {
