@@ -182,7 +182,7 @@ public final class S3Client: @unchecked Sendable {
             case .response(let response):
                 // A 200 can carry an error document, except where the body is the object itself: GetObject's content
                 // may be any bytes, `<Error>` included (botocore skips operations whose payload is a blob).
-                let errorIn200 = response.status == 200 && request.operation != "GetObject" && S3Error.isErrorDocument(response.body)
+                let errorIn200 = response.status == 200 && S3Error.isErrorDocument(response.body) && request.operation != "GetObject"
                 if (200..<300).contains(response.status) && !errorIn200 {
                     // A success was signed for the right region; only HeadBucket is asked in order to learn it (as
                     // botocore's region redirector does), so other successes skip the header search.
