@@ -119,6 +119,22 @@ final class CredentialChainTests: XCTestCase {
         XCTAssertEqual(server.requests.first?.uri, "/v2/credentials/abc")
     }
 
+    /// The token goes over https, or over http only to loopback or the ECS/EKS endpoints (checked before any request,
+    /// so the refused ones here are never contacted).
+    func testContainerFullURIMustBeHTTPSOrLocal() throws {
+        for allowed in ["https://creds.example.com/v1", "http://127.0.0.1:8080/creds", "http://127.9.8.7/c", "http://[::1]:9/c",
+                        "http://localhost:1234/c", "http://169.254.170.2/v2/credentials/x", "http://169.254.170.23/v1/credentials",
+                        "http://[fd00:ec2::23]/v1/credentials"] {
+            XCTAssertNoThrow(try ContainerCredentials.checkFullURI(allowed), allowed)
+        }
+        for refused in ["http://192.0.2.10/creds", "http://creds.example.com/v1", "http://169.254.169.254/latest",
+                        "http://127.0.0.1.example.com/c", "http://[::2]/c", "ftp://127.0.0.1/c", "not a url"] {
+            XCTAssertThrowsError(try ContainerCredentials.checkFullURI(refused), refused) { error in
+                XCTAssertTrue("\(error)".contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"), "\(error)")
+            }
+        }
+    }
+
     func testInstanceMetadataUsesIMDSv2SessionTokens() throws {
         let creds = #"{"Code":"Success","AccessKeyId":"ASIAIMDS","SecretAccessKey":"i-secret","Token":"i-token","Expiration":"2099-01-01T00:00:00Z"}"#
         let (server, url) = try stub { r in

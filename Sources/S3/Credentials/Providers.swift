@@ -107,6 +107,7 @@ struct ContainerCredentials: CredentialSource {
         if let relative = environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"], !relative.isEmpty {
             url = "http://169.254.170.2" + relative
         } else if let full = environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"], !full.isEmpty {
+            try Self.checkFullURI(full)
             url = full
         } else {
             return nil
@@ -122,6 +123,37 @@ struct ContainerCredentials: CredentialSource {
         }
         let response = try http.send(method: "GET", url: url, headers: headers, what: "container credentials endpoint")
         return try JSONCredentials.parse(response.body, source: "container credentials endpoint")
+    }
+}
+
+extension ContainerCredentials {
+    /// Hosts plain http may reach besides loopback: the ECS and EKS Pod Identity endpoints.
+    static let plainHTTPHosts: Set<String> = ["169.254.170.2", "169.254.170.23", "fd00:ec2::23", "localhost"]
+
+    /// The SDKs send the authorization token only over https, or over http to loopback or the ECS/EKS endpoints: a
+    /// full URI naming any other host over http would hand the token (and the credentials back) to the network.
+    /// https://docs.aws.amazon.com/sdkref/latest/guide/feature-container-credentials.html ; botocore utils.py
+    /// ContainerMetadataFetcher._validate_allowed_url
+    static func checkFullURI(_ uri: String) throws {
+        guard let parts = URLComponents(string: uri), let scheme = parts.scheme?.lowercased(), var host = parts.host,
+              !host.isEmpty else {
+            throw S3ClientError.credentials("AWS_CONTAINER_CREDENTIALS_FULL_URI is not a URL: \(uri)")
+        }
+        if scheme == "https" { return }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard scheme == "http", plainHTTPHosts.contains(host.lowercased()) || isLoopback(host) else {
+            throw S3ClientError.credentials("AWS_CONTAINER_CREDENTIALS_FULL_URI \(uri) must be https, or http to a loopback "
+                + "address or one of \(plainHTTPHosts.sorted().joined(separator: ", ")), as the AWS SDKs require")
+        }
+    }
+
+    /// 127.0.0.0/8 or ::1, as parsed addresses (a name is not resolved here).
+    static func isLoopback(_ host: String) -> Bool {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, host, &v6) == 1 else { return false }
+        return withUnsafeBytes(of: &v6) { $0.prefix(15).allSatisfy { $0 == 0 } && $0[15] == 1 }
     }
 }
 
