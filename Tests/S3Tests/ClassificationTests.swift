@@ -117,5 +117,9 @@ final class ClassificationTests: XCTestCase {
         XCTAssertEqual(head.requestID, "R1")
         XCTAssertTrue(S3Error.isErrorDocument(body))
         XCTAssertFalse(S3Error.isErrorDocument([]))
+        XCTAssertEqual(head.description, "HeadObject: HTTP 301 PermanentRedirect (request id R1)")
+        let noAnswer = S3Error(status: 0, code: "", message: "connection failed: Connection refused (curl code 7)",
+                               operation: "GetObject", object: ObjectRef(bucket: "b-1", key: "m.csv"))
+        XCTAssertEqual(noAnswer.description, "GetObject s3://b-1/m.csv: connection failed: Connection refused (curl code 7)")
     }
 }

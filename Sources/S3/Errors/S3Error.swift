@@ -78,9 +78,10 @@ public struct S3Error: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         var text = "\(operation)"
         if let object { text += " \(object)" }
-        text += status > 0 ? ": HTTP \(status)" : ":"
-        if !code.isEmpty { text += " \(code)" }
-        if !message.isEmpty { text += ": \(message)" }
+        // "HTTP 404 NoSuchKey: message"; a failure with no answer has neither status nor code: "…: connection failed: …".
+        var detail = [status > 0 ? "HTTP \(status)" : "", code].filter { !$0.isEmpty }.joined(separator: " ")
+        if !message.isEmpty { detail += (detail.isEmpty ? "" : ": ") + message }
+        text += ": " + detail
         if let requestID { text += " (request id \(requestID)" + (hostID.map { ", host id \($0)" } ?? "") + ")" }
         return text
     }

@@ -553,6 +553,18 @@ public final class CurlTransport: @unchecked Sendable {
 
     /// The options that point into this transfer's memory, set for every request (the URL is `EasyHandle.setURL`).
     private func configurePerRequest(_ easy: UnsafeMutableRawPointer, _ t: Transfer) {
+        if t.request.method == "GET" {
+            // A body streamed to a file (a manifest: gigabytes, perhaps) is bounded by stalls, not by a total: it is
+            // given up when under a byte a second arrives for the request timeout (libcurl averages the speed over its
+            // last five seconds, so a stall shows up to five seconds later), however long it runs while data flows
+            // (botocore's read timeout is per read, too). Other GETs on the handle keep the total.
+            // https://curl.se/libcurl/c/CURLOPT_LOW_SPEED_TIME.html
+            let streamed = t.downloadFD >= 0
+            _ = reencryptd_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, streamed ? 0 : Int(configuration.requestTimeout * 1000))
+            _ = reencryptd_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, streamed ? 1 : 0)
+            _ = reencryptd_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME,
+                                            streamed ? max(1, Int(configuration.requestTimeout.rounded(.up))) : 0)
+        }
         if t.request.method != "HEAD" && t.request.method != "GET" {
             _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CUSTOMREQUEST, t.method)
             // The body is known and small: POSTFIELDS sends it with a Content-Length and no Expect: 100-continue.
