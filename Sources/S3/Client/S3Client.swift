@@ -27,7 +27,8 @@ public struct S3ClientConfiguration: Sendable {
 /// Signs and sends S3 calls over `CurlTransport`. Handles, once per call, what the SDKs handle: a wrong region
 /// (learnt from `x-amz-bucket-region`, 301 PermanentRedirect or 400 AuthorizationHeaderMalformed `<Region>`, or from
 /// HeadBucket when the answer names none; cached per bucket, request re-signed), clock skew (offset from the
-/// response's `Date`; for a HEAD's bare failure, seen from that `Date` alone), expired temporary credentials (refreshed). Everything else is returned for the caller (the engine) to classify and retry.
+/// response's `Date`; for a HEAD's bare failure, seen from that `Date` alone), expired temporary credentials
+/// (refreshed). Everything else is returned for the caller (the engine) to classify and retry.
 /// Sources: botocore utils.py S3RegionRedirectorv2; botocore endpoint.py (clock skew).
 public final class S3Client: @unchecked Sendable {
     public let configuration: S3ClientConfiguration
@@ -200,7 +201,10 @@ public final class S3Client: @unchecked Sendable {
                     return
                 }
                 var classification = Classifier.classify(error)
-                if request.method == "HEAD", Self.headShowsClockSkew(response, signedAt: date) { classification = .clockSkew }
+                // Only a failure that would otherwise be final: a redirect or a throttle says what it is.
+                if case .terminal = classification, request.method == "HEAD", Self.headShowsClockSkew(response, signedAt: date) {
+                    classification = .clockSkew
+                }
                 switch classification {
                 case .wrongRegion(let learnt?) where learnt != region:
                     lock.withLock { bucketRegions[request.bucket] = learnt }
