@@ -51,6 +51,8 @@ final class ClassificationTests: XCTestCase {
         XCTAssertEqual(classify(502, ""), .retryable(.transient))
         XCTAssertEqual(classify(403, "RequestTimeTooSkewed"), .clockSkew)
         XCTAssertEqual(classify(301, "PermanentRedirect", region: "eu-west-1"), .wrongRegion("eu-west-1"))
+        XCTAssertEqual(classify(307, "TemporaryRedirect", region: "ap-northeast-2"), .wrongRegion("ap-northeast-2"))
+        XCTAssertEqual(classify(307, ""), .wrongRegion(nil), "a HEAD's 307 has no body: HeadBucket is asked")
         XCTAssertEqual(classify(400, "AuthorizationHeaderMalformed", region: "ap-south-1"), .wrongRegion("ap-south-1"))
         // A HEAD's bare 400 (code from the status): a redirect when the header names a region, and for HeadObject
         // even when none does (the client then asks HeadBucket). Not for a bodiless 400 to anything else.

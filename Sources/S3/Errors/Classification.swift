@@ -64,7 +64,9 @@ public enum Classifier {
         }
         if clockSkewCodes.contains(code) && code != "InvalidSignatureException" { return .clockSkew }
         if credentialCodes.contains(code) { return .expiredCredentials }
-        if code == "PermanentRedirect" || error.status == 301
+        // 302 and 307 (TemporaryRedirect: a new bucket reached through an endpoint whose DNS has not caught up) are
+        // redirects too, as botocore's `is_redirect_status` takes them.
+        if code == "PermanentRedirect" || code == "TemporaryRedirect" || [301, 302, 307].contains(error.status)
             || (code == "AuthorizationHeaderMalformed" && error.region != nil)
             || (code == "IllegalLocationConstraintException")
             || isBodilessWrongRegion(error) {
