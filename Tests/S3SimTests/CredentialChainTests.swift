@@ -70,6 +70,23 @@ final class CredentialChainTests: XCTestCase {
         }
     }
 
+    /// A profile that gets credentials through a process or IAM Identity Center stops the chain with a way forward;
+    /// it never falls through to the next source (here an instance metadata stand-in, which must not be asked).
+    func testProfilesUsingAnotherWayAreRefusedNotSkipped() throws {
+        let (imds, url) = try stub { _ in (200, [], "") }
+        _ = try write("config", "[profile proc]\ncredential_process = /usr/bin/get-creds\n\n[profile sso]\nsso_session = corp\nsso_account_id = 111122223333\n")
+        for (profile, way) in [("proc", "credential_process"), ("sso", "IAM Identity Center")] {
+            var env = baseEnvironment()
+            env["AWS_EC2_METADATA_DISABLED"] = nil
+            env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = url
+            XCTAssertThrowsError(try CredentialChain(environment: env, profile: profile).credentials()) { error in
+                XCTAssertTrue("\(error)".contains(way), "\(error)")
+                XCTAssertTrue("\(error)".contains("export-credentials --profile \(profile)"), "\(error)")
+            }
+        }
+        XCTAssertEqual(imds.requests.count, 0, "the chain stopped at the profile")
+    }
+
     func testRoleARNWithSourceProfileAssumesTheRoleThroughSTS() throws {
         let (server, url) = try stub { _ in (200, [("Content-Type", "text/xml")], Self.stsAnswer) }
         _ = try write("credentials", "[base]\naws_access_key_id = AKIABASE\naws_secret_access_key = base-secret\n")

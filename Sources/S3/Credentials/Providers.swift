@@ -68,10 +68,30 @@ struct SharedFileCredentials: CredentialSource {
                                       credentials: base, region: s["region"] ?? environment["AWS_REGION"] ?? "us-east-1")
         }
         guard let id = s["aws_access_key_id"], let secret = s["aws_secret_access_key"] else {
-            if depth == 0 && profile == "default" && s.isEmpty { return nil }
+            // A profile that gets its credentials another way (IAM Identity Center, an external process) names an
+            // identity this chain cannot take on. Moving on would run as whatever comes next, an instance role, say:
+            // say so instead.
+            if let way = Self.otherWay(s) {
+                throw S3ClientError.credentials("profile \(profile) gets its credentials through \(way), which reencryptd does "
+                    + "not read; give them through the environment instead, e.g. eval \"$(aws configure export-credentials "
+                    + "--profile \(profile) --format env)\"")
+            }
             return nil
         }
         return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: s["aws_session_token"])
+    }
+}
+
+extension SharedFileCredentials {
+    /// How a profile without keys says it gets credentials, when it is a way this chain does not follow.
+    /// https://docs.aws.amazon.com/sdkref/latest/guide/feature-process-credentials.html ;
+    /// https://docs.aws.amazon.com/sdkref/latest/guide/feature-sso-credentials.html
+    static func otherWay(_ settings: [String: String]) -> String? {
+        if settings["credential_process"] != nil { return "credential_process" }
+        if settings["sso_session"] != nil || settings["sso_account_id"] != nil || settings["sso_start_url"] != nil {
+            return "IAM Identity Center (sso_*)"
+        }
+        return nil
     }
 }
 
