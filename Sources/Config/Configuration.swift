@@ -11,8 +11,9 @@ public struct Configuration: Sendable, Equatable {
 }
 
 public struct S3Settings: Sendable, Equatable {
-    /// Signing region when a bucket's own region is not yet known. Default `us-east-1`.
-    public var region = "us-east-1"
+    /// Signing region when a bucket's own region is not yet known. Default empty: the `region` of `profile` in the
+    /// shared config file, as the AWS SDKs read it, else `us-east-1`.
+    public var region = ""
     /// Custom endpoint URL (e.g. `http://127.0.0.1:9000`); empty means AWS. Default empty.
     public var endpoint = ""
     /// Path-style addressing: automatic for IP-literal or `localhost` endpoints. Default `.auto`.

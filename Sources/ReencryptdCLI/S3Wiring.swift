@@ -5,8 +5,16 @@ import S3
 
 /// Builds the S3 client from the configuration (PRODUCT.md §2 `[s3]`) and the standard credential chain.
 enum S3Wiring {
+    /// The signing region: as configured (flag, environment, file), else the profile's in the shared config file, as
+    /// the AWS SDKs take it, else us-east-1. A bucket elsewhere is learnt from S3's answer, at one round trip.
+    static func region(_ s3: S3Settings, environment: [String: String]) -> String {
+        if !s3.region.isEmpty { return s3.region }
+        return SharedConfig.region(profile: s3.profile, environment: environment) ?? "us-east-1"
+    }
+
     static func client(_ configuration: Configuration) throws -> S3Client {
         let s3 = configuration.s3
+        let environment = ProcessInfo.processInfo.environment
         let style: S3Endpoint.PathStyle
         switch s3.pathStyle {
         case .auto: style = .auto
@@ -19,8 +27,9 @@ enum S3Wiring {
         transport.requestTimeout = s3.requestTimeoutSeconds
         transport.maxHostConnections = max(64, configuration.engine.concurrency)
         transport.caBundle = s3.caBundle.isEmpty ? nil : s3.caBundle
-        let credentials = CredentialChain(environment: ProcessInfo.processInfo.environment, profile: s3.profile)
-        return try S3Client(configuration: S3ClientConfiguration(endpoint: endpoint, region: s3.region, transport: transport),
+        let credentials = CredentialChain(environment: environment, profile: s3.profile)
+        return try S3Client(configuration: S3ClientConfiguration(endpoint: endpoint, region: region(s3, environment: environment),
+                                                                 transport: transport),
                             credentials: credentials)
     }
 }

@@ -1,3 +1,4 @@
+import Config
 import Domain
 import Foundation
 import JobStore
@@ -154,5 +155,25 @@ final class ObjectCommandTests: XCTestCase {
         XCTAssertEqual(rows, 120)
         let listed = try await client.listObjectsV2(bucket: "bucket-a", prefix: "reports/night1/")
         XCTAssertEqual(listed.count, results.count + 1, "the manifest and the files it names, nothing else")
+    }
+
+    /// The signing region: as configured, else the profile's `region` in the shared config file (as the SDKs read it),
+    /// else us-east-1.
+    func testSigningRegionIsConfiguredElseTheProfilesElseUSEast1() throws {
+        let config = dir.appendingPathComponent("aws-config").path
+        try Data("[default]\nregion = ap-south-1\n\n[profile ops]\nregion = eu-west-1\n\n[profile bare]\noutput = json\n".utf8)
+            .write(to: URL(fileURLWithPath: config))
+        let env = ["AWS_CONFIG_FILE": config, "HOME": dir.path]
+        func region(_ configured: String, profile: String, _ environment: [String: String] = env) -> String {
+            var s3 = Configuration().s3
+            s3.region = configured
+            s3.profile = profile
+            return S3Wiring.region(s3, environment: environment)
+        }
+        XCTAssertEqual(region("us-west-2", profile: "ops"), "us-west-2", "configured wins")
+        XCTAssertEqual(region("", profile: "ops"), "eu-west-1")
+        XCTAssertEqual(region("", profile: "default"), "ap-south-1")
+        XCTAssertEqual(region("", profile: "bare"), "us-east-1")
+        XCTAssertEqual(region("", profile: "ops", ["HOME": dir.path]), "us-east-1", "no config file")
     }
 }

@@ -31,9 +31,8 @@ struct SharedFileCredentials: CredentialSource {
     let sts: STSClient
     var name: String { "shared config files (profile \(profile))" }
 
-    var home: String { environment["HOME"] ?? NSHomeDirectory() }
-    var credentialsPath: String { environment["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(home)/.aws/credentials" }
-    var configPath: String { environment["AWS_CONFIG_FILE"] ?? "\(home)/.aws/config" }
+    var credentialsPath: String { environment["AWS_SHARED_CREDENTIALS_FILE"] ?? "\(SharedConfig.home(environment))/.aws/credentials" }
+    var configPath: String { SharedConfig.path(environment) }
 
     func fetch() throws -> AWSCredentials? {
         let credentials = (try? String(contentsOfFile: credentialsPath, encoding: .utf8)).map { INI.parse($0) } ?? [:]
@@ -42,8 +41,8 @@ struct SharedFileCredentials: CredentialSource {
     }
 
     private func settings(_ profile: String, _ credentials: [String: [String: String]], _ config: [String: [String: String]]) -> [String: String]? {
-        // In the config file, profiles other than default are written [profile NAME]; credentials file wins per key.
-        let fromConfig = config[profile == "default" ? "default" : "profile \(profile)"] ?? config[profile]
+        // Credentials file wins per key.
+        let fromConfig = SharedConfig.section(profile, in: config)
         let fromCredentials = credentials[profile]
         if fromConfig == nil && fromCredentials == nil { return nil }
         return (fromConfig ?? [:]).merging(fromCredentials ?? [:]) { _, new in new }
@@ -79,6 +78,25 @@ struct SharedFileCredentials: CredentialSource {
             return nil
         }
         return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: s["aws_session_token"])
+    }
+}
+
+/// The shared config file (`~/.aws/config`, or `AWS_CONFIG_FILE`) as the AWS SDKs read it.
+/// https://docs.aws.amazon.com/sdkref/latest/guide/file-format.html
+public enum SharedConfig {
+    static func home(_ environment: [String: String]) -> String { environment["HOME"] ?? NSHomeDirectory() }
+    static func path(_ environment: [String: String]) -> String { environment["AWS_CONFIG_FILE"] ?? "\(home(environment))/.aws/config" }
+
+    /// A profile's settings: `[default]`, or `[profile NAME]` for the others (a bare `[NAME]` is accepted too).
+    static func section(_ profile: String, in config: [String: [String: String]]) -> [String: String]? {
+        config[profile == "default" ? "default" : "profile \(profile)"] ?? config[profile]
+    }
+
+    /// The profile's `region`, if the file names one.
+    public static func region(profile: String, environment: [String: String]) -> String? {
+        guard let text = try? String(contentsOfFile: path(environment), encoding: .utf8),
+              let region = section(profile, in: INI.parse(text))?["region"], !region.isEmpty else { return nil }
+        return region
     }
 }
 
