@@ -55,8 +55,10 @@ struct Demo: ParsableCommand {
         setenv("AWS_ACCESS_KEY_ID", SimCredential.default.accessKeyID, 1)
         setenv("AWS_SECRET_ACCESS_KEY", SimCredential.default.secretAccessKey, 1)
         setenv("AWS_EC2_METADATA_DISABLED", "true", 1)
+        // The simulator's region, whatever AWS_REGION or ~/.aws/config say on this machine.
         var configuration = try global.loadConfiguration(flags: [("store.path", storePath, "demo"),
-                                                                  ("s3.endpoint", simulator.endpointURL, "demo")])
+                                                                  ("s3.endpoint", simulator.endpointURL, "demo"),
+                                                                  ("s3.region", spec.region, "demo")])
         configuration.engine.maxAttempts = 6
         configuration.engine.backoffCapSeconds = 2
         let store = try SQLiteJobStore(path: storePath, cacheMegabytes: SQLiteJobStore.daemonCacheMegabytes)
