@@ -7,9 +7,14 @@ import S3
 enum S3Wiring {
     /// The signing region: as configured (flag, environment, file), else the profile's in the shared config file, as
     /// the AWS SDKs take it, else us-east-1. A bucket elsewhere is learnt from S3's answer, at one round trip.
-    static func region(_ s3: S3Settings, environment: [String: String]) -> String {
+    static func region(_ s3: S3Settings, environment: [String: String]) throws -> String {
         if !s3.region.isEmpty { return s3.region }
-        return SharedConfig.region(profile: s3.profile, environment: environment) ?? "us-east-1"
+        guard let region = SharedConfig.region(profile: s3.profile, environment: environment) else { return "us-east-1" }
+        // The region becomes part of the endpoint's host name: the same rule as the `region` key's.
+        guard region.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
+            throw InvalidInput("\(SharedConfig.path(environment)): profile \(s3.profile): region '\(region)' is not an AWS region name")
+        }
+        return region
     }
 
     static func client(_ configuration: Configuration) throws -> S3Client {
@@ -28,7 +33,7 @@ enum S3Wiring {
         transport.maxHostConnections = max(64, configuration.engine.concurrency)
         transport.caBundle = s3.caBundle.isEmpty ? nil : s3.caBundle
         let credentials = CredentialChain(environment: environment, profile: s3.profile)
-        return try S3Client(configuration: S3ClientConfiguration(endpoint: endpoint, region: region(s3, environment: environment),
+        return try S3Client(configuration: S3ClientConfiguration(endpoint: endpoint, region: try region(s3, environment: environment),
                                                                  transport: transport),
                             credentials: credentials)
     }

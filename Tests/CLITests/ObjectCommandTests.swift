@@ -168,12 +168,18 @@ final class ObjectCommandTests: XCTestCase {
             var s3 = Configuration().s3
             s3.region = configured
             s3.profile = profile
-            return S3Wiring.region(s3, environment: environment)
+            return (try? S3Wiring.region(s3, environment: environment)) ?? "error"
         }
         XCTAssertEqual(region("us-west-2", profile: "ops"), "us-west-2", "configured wins")
         XCTAssertEqual(region("", profile: "ops"), "eu-west-1")
         XCTAssertEqual(region("", profile: "default"), "ap-south-1")
         XCTAssertEqual(region("", profile: "bare"), "us-east-1")
         XCTAssertEqual(region("", profile: "ops", ["HOME": dir.path]), "us-east-1", "no config file")
+        try Data("[profile typo]\nregion = EU West 1\n".utf8).write(to: URL(fileURLWithPath: config))
+        var s3 = Configuration().s3
+        s3.profile = "typo"
+        XCTAssertThrowsError(try S3Wiring.region(s3, environment: env)) { error in
+            XCTAssertTrue("\(error)".contains("\(config): profile typo: region 'EU West 1'"), "\(error)")
+        }
     }
 }

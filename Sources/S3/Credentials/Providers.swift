@@ -85,7 +85,7 @@ struct SharedFileCredentials: CredentialSource {
 /// https://docs.aws.amazon.com/sdkref/latest/guide/file-format.html
 public enum SharedConfig {
     static func home(_ environment: [String: String]) -> String { environment["HOME"] ?? NSHomeDirectory() }
-    static func path(_ environment: [String: String]) -> String { environment["AWS_CONFIG_FILE"] ?? "\(home(environment))/.aws/config" }
+    public static func path(_ environment: [String: String]) -> String { environment["AWS_CONFIG_FILE"] ?? "\(home(environment))/.aws/config" }
 
     /// A profile's settings: `[default]`, or `[profile NAME]` for the others (a bare `[NAME]` is accepted too).
     static func section(_ profile: String, in config: [String: [String: String]]) -> [String: String]? {
