@@ -285,6 +285,9 @@ public final class CurlTransport: @unchecked Sendable {
     // MARK: Driver thread
 
     static let submitPollMilliseconds: Int32 = 1
+    /// Request bodies from this size up are bounded by stalls rather than by the request timeout (see
+    /// `configurePerRequest`): a 30 s total would ask a 30 MB report file for 1 MB/s.
+    static let largeBody = 1 << 20
     /// The driver threads' name in `top -H`, `ps -L` and `perf` (at most 15 bytes).
     static let threadName = "reencryptd-curl"
 
@@ -324,7 +327,7 @@ public final class CurlTransport: @unchecked Sendable {
                     continue
                 }
                 let easy = handle.easy
-                configurePerRequest(easy, t)
+                configurePerRequest(handle, t)
                 t.handle = handle
                 let pool = pools[poolChoice.choose(host: t.host, pools: pools.count) { pools[$0].active }]
                 pool.active += 1
@@ -552,18 +555,21 @@ public final class CurlTransport: @unchecked Sendable {
     }
 
     /// The options that point into this transfer's memory, set for every request (the URL is `EasyHandle.setURL`).
-    private func configurePerRequest(_ easy: UnsafeMutableRawPointer, _ t: Transfer) {
-        if t.request.method == "GET" {
-            // A body streamed to a file (a manifest: gigabytes, perhaps) is bounded by stalls, not by a total: it is
-            // given up when under a byte a second arrives for the request timeout (libcurl averages the speed over its
-            // last five seconds, so a stall shows up to five seconds later), however long it runs while data flows
-            // (botocore's read timeout is per read, too). Other GETs on the handle keep the total.
-            // https://curl.se/libcurl/c/CURLOPT_LOW_SPEED_TIME.html
-            let streamed = t.downloadFD >= 0
-            _ = reencryptd_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, streamed ? 0 : Int(configuration.requestTimeout * 1000))
-            _ = reencryptd_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, streamed ? 1 : 0)
+    private func configurePerRequest(_ handle: EasyHandle, _ t: Transfer) {
+        let easy = handle.easy
+        // A body streamed to a file (a manifest: gigabytes, perhaps) or a large upload (a report file) is bounded by
+        // stalls, not by a total: it is given up when under a byte a second moves for the request timeout (libcurl
+        // averages the speed over its last five seconds, so a stall shows up to five seconds later), however long it
+        // runs while data flows (botocore's read timeout is per read, too). Other requests keep the total. Set only
+        // when the handle's last request was the other kind: UpdateObjectEncryption pays nothing for it.
+        // https://curl.se/libcurl/c/CURLOPT_LOW_SPEED_TIME.html
+        let stallBounded = t.downloadFD >= 0 || t.body.count >= Self.largeBody
+        if handle.stallBounded != stallBounded {
+            handle.stallBounded = stallBounded
+            _ = reencryptd_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, stallBounded ? 0 : Int(configuration.requestTimeout * 1000))
+            _ = reencryptd_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, stallBounded ? 1 : 0)
             _ = reencryptd_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME,
-                                            streamed ? max(1, Int(configuration.requestTimeout.rounded(.up))) : 0)
+                                            stallBounded ? max(1, Int(configuration.requestTimeout.rounded(.up))) : 0)
         }
         if t.request.method != "HEAD" && t.request.method != "GET" {
             _ = reencryptd_easy_setopt_ptr(easy, CURLOPT_CUSTOMREQUEST, t.method)
@@ -596,6 +602,8 @@ final class EasyHandle {
     /// Where libcurl describes a failure (CURLOPT_ERRORBUFFER), for as long as the handle lives.
     let errorBuffer: UnsafeMutablePointer<CChar>
     var method = ""
+    /// Whether the handle's timeouts are set for stalls rather than a total (see `CurlTransport.configurePerRequest`).
+    var stallBounded = false
     /// The `scheme://authority` that `url` holds while requests name their own target (empty otherwise).
     private var origin: [UInt8] = []
 
@@ -621,6 +629,7 @@ final class EasyHandle {
     func reset() {
         curl_easy_reset(easy)
         method = ""
+        stallBounded = false
         origin.removeAll()
     }
 
