@@ -22,6 +22,7 @@ final class ObjectCommandTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         setenv("REENCRYPTD_CONFIG", "/dev/null", 1)
         setenv("REENCRYPTD_S3_ENDPOINT", simulator.endpointURL, 1)
+        setenv("REENCRYPTD_S3_REGION", "us-east-1", 1)  // the simulator's, whatever AWS_REGION or ~/.aws/config say here
         setenv("AWS_ACCESS_KEY_ID", SimCredential.default.accessKeyID, 1)
         setenv("AWS_SECRET_ACCESS_KEY", SimCredential.default.secretAccessKey, 1)
         setenv("AWS_EC2_METADATA_DISABLED", "true", 1)
@@ -29,6 +30,7 @@ final class ObjectCommandTests: XCTestCase {
 
     override func tearDown() {
         unsetenv("REENCRYPTD_S3_ENDPOINT")
+        unsetenv("REENCRYPTD_S3_REGION")
         simulator.stop()
         try? FileManager.default.removeItem(at: dir)
     }

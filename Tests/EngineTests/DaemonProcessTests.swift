@@ -16,6 +16,7 @@ final class DaemonProcessTests: XCTestCase {
         var env = ProcessInfo.processInfo.environment
         env["REENCRYPTD_CONFIG"] = "/dev/null"
         env["REENCRYPTD_S3_ENDPOINT"] = h.simulator.endpointURL
+        env["REENCRYPTD_S3_REGION"] = "us-east-1"  // the simulator's, whatever AWS_REGION or ~/.aws/config say here
         env["AWS_ACCESS_KEY_ID"] = SimCredential.default.accessKeyID
         env["AWS_SECRET_ACCESS_KEY"] = SimCredential.default.secretAccessKey
         env["AWS_EC2_METADATA_DISABLED"] = "true"
