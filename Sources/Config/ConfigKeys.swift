@@ -116,7 +116,7 @@ enum ConfigKeys {
     static let all: [ConfigKey] = [
         .string("s3", "region", \.s3.region, aliases: ["AWS_REGION", "AWS_DEFAULT_REGION"]) { s in
             // Empty: unset (the profile's region, else us-east-1; see S3Settings.region).
-            !s.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "-" } ? "'\(s)' is not an AWS region name" : nil
+            s.isEmpty || S3Settings.isRegionName(s) ? nil : "'\(s)' is not an AWS region name"
         },
         .string("s3", "endpoint", \.s3.endpoint, aliases: ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]) { s in
             s.isEmpty || s.hasPrefix("http://") || s.hasPrefix("https://") ? nil : "'\(s)' is not an http:// or https:// URL"

@@ -14,6 +14,11 @@ public struct S3Settings: Sendable, Equatable {
     /// Signing region when a bucket's own region is not yet known. Default empty: the `region` of `profile` in the
     /// shared config file, as the AWS SDKs read it, else `us-east-1`.
     public var region = ""
+
+    /// Whether `name` can be a region's name (lowercase letters, digits, hyphens): it becomes part of an endpoint's host.
+    public static func isRegionName(_ name: String) -> Bool {
+        !name.isEmpty && name.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "-" }
+    }
     /// Custom endpoint URL (e.g. `http://127.0.0.1:9000`); empty means AWS. Default empty.
     public var endpoint = ""
     /// Path-style addressing: automatic for IP-literal or `localhost` endpoints. Default `.auto`.

@@ -10,8 +10,8 @@ enum S3Wiring {
     static func region(_ s3: S3Settings, environment: [String: String]) throws -> String {
         if !s3.region.isEmpty { return s3.region }
         guard let region = SharedConfig.region(profile: s3.profile, environment: environment) else { return "us-east-1" }
-        // The region becomes part of the endpoint's host name: the same rule as the `region` key's.
-        guard region.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
+        // The same rule as the `region` key's.
+        guard S3Settings.isRegionName(region) else {
             throw InvalidInput("\(SharedConfig.path(environment)): profile \(s3.profile): region '\(region)' is not an AWS region name")
         }
         return region
