@@ -51,10 +51,10 @@ public enum Classifier {
 
     /// A HEAD signed for the wrong region gets a bare 400: no body says AuthorizationHeaderMalformed. botocore takes
     /// it as a redirect when `x-amz-bucket-region` names the region, and for HeadObject even when nothing does (it then
-    /// asks HeadBucket; `S3Client` does the same). "BadRequest" is the code `S3Error` gives a 400 without a body.
+    /// asks HeadBucket; `S3Client` does the same). A 400 without a body gets `S3Error.defaultCode(400)` as its code.
     /// https://github.com/boto/botocore/blob/develop/botocore/utils.py (S3RegionRedirectorv2.redirect_from_error)
     static func isBodilessWrongRegion(_ error: S3Error) -> Bool {
-        error.status == 400 && error.code == "BadRequest" && (error.region != nil || error.operation == "HeadObject")
+        error.status == 400 && error.code == S3Error.defaultCode(400) && (error.region != nil || error.operation == "HeadObject")
     }
 
     public static func classify(_ error: S3Error) -> Classification {
